@@ -1,0 +1,37 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 3100
+
+.PHONY: run test lint venv migrate demo worker clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+# First run: a new .env says DEMO_MODE=true, and settings add SECRET_KEY and ORCHESTRATOR_TOKEN to it.
+.env:
+	printf 'DEMO_MODE=true\n' > .env
+	chmod 600 .env
+
+run: venv .env
+	@grep -q '^DEMO_MODE=' .env || printf 'DEMO_MODE=true\n' >> .env
+	$(PY) manage.py migrate --no-input -v 0
+	$(PY) manage.py load_demo_data
+	$(PY) manage.py connect_info
+	$(PY) -m daphne -b 0.0.0.0 -p $(PORT) orchestrator.asgi:application
+
+test: venv
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+clean:
+	rm -rf $(VENV) db.sqlite3

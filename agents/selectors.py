@@ -1,0 +1,107 @@
+"""Reads: token → principal, tenant-scoped agent lookups, auth throttling state."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from agents.crypto import token_digest
+from agents.models import Agent, AgentStatus, AgentToken, AuthFailureWindow, Organization, OrgToken
+from agents.principals import Principal, Role
+from orchestrator.errors import ApiError
+
+AGENT_TOKEN_PREFIX = "agt_"
+ORG_TOKEN_PREFIX = "org_"
+
+
+def principal_from_token(raw_token: str) -> Principal | None:
+    """Resolve a bearer token to who is calling; None when it is unknown or revoked.
+
+    The one selector behind DRF, MCP and the admin API.
+    """
+    token = raw_token.strip()
+    if not token:
+        return None
+    orchestrator_token = settings.ORCHESTRATOR_TOKEN
+    if orchestrator_token and hmac.compare_digest(token.encode(), orchestrator_token.encode()):
+        return Principal(role=Role.SUPER_ADMIN)
+    digest = token_digest(token)
+    if token.startswith(AGENT_TOKEN_PREFIX):
+        agent_token = (
+            AgentToken.objects.select_related("agent")
+            .filter(digest=digest, revoked_at__isnull=True)
+            .exclude(agent__status=AgentStatus.DEPROVISIONED)
+            .first()
+        )
+        if agent_token is None or not hmac.compare_digest(agent_token.digest, digest):
+            return None
+        _touch_last_used(AgentToken, agent_token.pk, agent_token.last_used_at)
+        return Principal(
+            role=Role.AGENT,
+            org_id=agent_token.agent.organization_id,
+            agent_id=agent_token.agent_id,
+            token_id=agent_token.pk,
+        )
+    if token.startswith(ORG_TOKEN_PREFIX):
+        org_token = OrgToken.objects.filter(digest=digest, revoked_at__isnull=True).first()
+        if org_token is None or not hmac.compare_digest(org_token.digest, digest):
+            return None
+        _touch_last_used(OrgToken, org_token.pk, org_token.last_used_at)
+        return Principal(role=Role.ORG_ADMIN, org_id=org_token.organization_id, token_id=org_token.pk)
+    return None
+
+
+def _touch_last_used(model: type[AgentToken] | type[OrgToken], pk: int, last_used_at: object) -> None:
+    """Write last_used_at at most every few minutes, so auth stays a read on the hot path."""
+    now = timezone.now()
+    threshold = now - timedelta(seconds=settings.TOKEN_LAST_USED_INTERVAL_SECONDS)
+    if last_used_at is not None and last_used_at > threshold:  # type: ignore[operator]
+        return
+    model.objects.filter(pk=pk).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold)).update(
+        last_used_at=now
+    )
+
+
+def agents_visible_to(principal: Principal) -> QuerySet[Agent]:
+    """The tenant scope: every query over agents for a caller starts here."""
+    agents = Agent.objects.select_related("organization")
+    if principal.role is Role.SUPER_ADMIN:
+        return agents
+    if principal.role is Role.ORG_ADMIN:
+        return agents.filter(organization_id=principal.org_id)
+    return agents.filter(pk=principal.agent_id)
+
+
+def agent_get_for_principal(principal: Principal, agent_id: str, *, allow_deprovisioned: bool = False) -> Agent:
+    """The agent, if this caller may act on it; 403 for another agent's token, 404 otherwise."""
+    if principal.role is Role.AGENT and agent_id != principal.agent_id:
+        raise ApiError(403, "forbidden", "An agent token acts only on its own agent.", field="agentId")
+    agent = agents_visible_to(principal).filter(pk=agent_id).first()
+    if agent is None:
+        raise ApiError(404, "agent_not_found", f"No agent {agent_id!r} in your organization.", field="agentId")
+    if agent.status == AgentStatus.DEPROVISIONED and not allow_deprovisioned:
+        raise ApiError(404, "agent_not_found", f"Agent {agent_id!r} has been deprovisioned.", field="agentId")
+    return agent
+
+
+def organization_get_for_principal(principal: Principal, org_id: str) -> Organization:
+    if not principal.is_super_admin and principal.org_id != org_id:
+        raise ApiError(403, "forbidden", "This token may not act on that organization.", field="orgId")
+    org = Organization.objects.filter(pk=org_id).first()
+    if org is None:
+        raise ApiError(404, "not_found", f"No organization {org_id!r}.", field="orgId")
+    return org
+
+
+def auth_throttle_retry_after(client_address: str) -> int | None:
+    """Seconds until this address may try again, or None when it is not throttled."""
+    window = AuthFailureWindow.objects.filter(client_address=client_address).first()
+    if window is None or window.failures < settings.AUTH_FAILURE_LIMIT:
+        return None
+    ends = window.window_started_at + timedelta(seconds=settings.AUTH_FAILURE_WINDOW_SECONDS)
+    remaining = int((ends - timezone.now()).total_seconds()) + 1
+    return remaining if remaining > 0 else None

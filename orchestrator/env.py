@@ -1,0 +1,173 @@
+"""Typed helpers that read configuration from the process environment and `.env`.
+
+Process environment variables win over `.env` values (contract §1). A bad value
+fails at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_VALUES = {"1", "true", "yes", "on"}
+FALSE_VALUES = {"0", "false", "no", "off", ""}
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Read KEY=value lines; `#` comments, blank lines and optional quotes are allowed."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for raw_line in path.read_text(encoding="utf-8").splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :]
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+class Env:
+    """A view over os.environ layered on top of a `.env` file's values."""
+
+    def __init__(self, file_values: Mapping[str, str], environ: Mapping[str, str] | None = None):
+        self.file_values = dict(file_values)
+        self.environ = environ if environ is not None else os.environ
+
+    def raw(self, name: str) -> str | None:
+        if name in self.environ:
+            return self.environ[name]
+        return self.file_values.get(name)
+
+    def str(self, name: str, default: str = "") -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def optional(self, name: str) -> str | None:
+        value = self.raw(name)
+        return value if value else None
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in TRUE_VALUES:
+            return True
+        if lowered in FALSE_VALUES:
+            return False
+        raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}")
+
+    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+            raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {number}")
+        return number
+
+    def url(self, name: str, default: str | None, *, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return default
+        parts = urlsplit(value.strip())
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ImproperlyConfigured(f"{name} must be a {'/'.join(schemes)} URL, got {value!r}")
+        return value.strip().rstrip("/")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(name, default)
+        if value not in choices:
+            raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+
+def database_from_url(url: str, *, base_dir: Path) -> dict[str, object]:
+    """Turn DATABASE_URL into a Django DATABASES entry (SQLite or PostgreSQL via psycopg 3)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative.db, sqlite:////absolute/path.db, sqlite:///:memory:
+        path = unquote(parts.path)
+        if path.startswith("/"):
+            path = path[1:]
+        if not path:
+            raise ImproperlyConfigured(f"DATABASE_URL names no SQLite file: {url!r}")
+        name = path if path == ":memory:" or path.startswith("/") else str(base_dir / path)
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": name,
+            # IMMEDIATE transactions avoid "database is locked" upgrades when two writers race.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        }
+    if parts.scheme in ("postgres", "postgresql", "pgsql"):
+        database = unquote(parts.path.lstrip("/"))
+        if not database:
+            raise ImproperlyConfigured(f"DATABASE_URL names no PostgreSQL database: {url!r}")
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": database,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+        }
+    raise ImproperlyConfigured(f"DATABASE_URL must start with sqlite:// or postgres://, got {url!r}")
+
+
+def redis_channel_layer(url: str) -> dict[str, object]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, got {url!r}")
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [url], "capacity": 1500, "expiry": 30, "group_expiry": 86400},
+    }
+
+
+def ensure_generated_secrets(env_path: Path, env: Env, *, generate_secret_key: bool) -> list[str]:
+    """Write SECRET_KEY and ORCHESTRATOR_TOKEN into `.env` (mode 0600) when absent.
+
+    Returns the names written. They are printed once, on the run that made them.
+    """
+    wanted: dict[str, str] = {}
+    if generate_secret_key and not env.optional("SECRET_KEY"):
+        wanted["SECRET_KEY"] = secrets.token_urlsafe(50)
+    if not env.optional("ORCHESTRATOR_TOKEN"):
+        wanted["ORCHESTRATOR_TOKEN"] = "orch_" + secrets.token_urlsafe(32)
+    if not wanted:
+        return []
+    existing = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    addition = "".join(f"{key}={value}\n" for key, value in wanted.items())
+    fd = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(existing + addition)
+    os.chmod(env_path, stat.S_IRUSR | stat.S_IWUSR)
+    env.file_values.update(wanted)
+    if "ORCHESTRATOR_TOKEN" in wanted:
+        print(
+            f"Generated ORCHESTRATOR_TOKEN into {env_path} (shown once):\n  {wanted['ORCHESTRATOR_TOKEN']}",
+            file=sys.stderr,
+        )
+    if "SECRET_KEY" in wanted:
+        print(f"Generated SECRET_KEY into {env_path}.", file=sys.stderr)
+    return list(wanted)

@@ -1,0 +1,40 @@
+"""ASGI lifespan: run start-up and shut-down hooks when the server sends lifespan events.
+
+Daphne sends none, so every hook must also be safe to start lazily on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ShutdownHook = Callable[[], Awaitable[None]]
+_shutdown_hooks: list[ShutdownHook] = []
+
+
+def on_shutdown(hook: ShutdownHook) -> None:
+    _shutdown_hooks.append(hook)
+
+
+async def run_shutdown_hooks() -> None:
+    while _shutdown_hooks:
+        hook = _shutdown_hooks.pop()
+        try:
+            await hook()
+        except Exception:
+            logger.exception("Shutdown hook failed")
+
+
+class LifespanApp:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await run_shutdown_hooks()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

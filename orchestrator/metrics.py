@@ -1,0 +1,37 @@
+"""Our Prometheus metrics (contract §4).
+
+With several worker processes on one host set PROMETHEUS_MULTIPROC_DIR to an empty directory
+before start: prometheus_client then keeps the values in shared files and `/metrics` aggregates them.
+Separate hosts are scraped one by one, as Prometheus expects.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PROCESS_STARTED_AT = time.time()
+PROCESS_STARTED_MONOTONIC = time.monotonic()
+
+
+def uptime_seconds() -> float:
+    return time.monotonic() - PROCESS_STARTED_MONOTONIC
+
+
+MESSAGES_SENT = Counter("mcp_messages_sent", "Outbound messages accepted by a provider", ["channel"])
+MESSAGES_RECEIVED = Counter("mcp_messages_received", "Inbound messages stored", ["channel"])
+TOOL_CALLS = Counter("mcp_tool_calls", "MCP tool calls", ["tool", "outcome"])
+WEBHOOKS_RECEIVED = Counter("mcp_webhook_received", "Provider webhooks", ["type", "outcome"])
+AUTH_FAILURES = Counter("mcp_auth_failures", "Failed authentications")
+RATE_LIMIT_HITS = Counter("mcp_rate_limit_hits", "Refusals by a rate or spend limit", ["limit_type"])
+ACTIVE_AGENTS = Gauge("mcp_active_agents", "Agents with a live MCP session in this process", multiprocess_mode="livesum")
+ACTIVE_VOICE_SESSIONS = Gauge(
+    "mcp_active_voice_sessions", "Live ConversationRelay sockets in this process", multiprocess_mode="livesum"
+)
+VOICE_TURN_SECONDS = Histogram(
+    "mcp_voice_turn_seconds",
+    "Time from a caller's prompt to the agent's first reply token",
+    buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13),
+)
+UPTIME = Gauge("mcp_uptime_seconds", "Seconds since this process started", multiprocess_mode="max")

@@ -1,0 +1,179 @@
+"""One env-driven settings module. Every variable is listed in README.md and contract §1."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from orchestrator.env import Env, database_from_url, ensure_generated_secrets, parse_env_file, redis_channel_layer
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ENV_FILE = Path(os.environ.get("ENV_FILE", str(BASE_DIR / ".env")))
+env = Env(parse_env_file(ENV_FILE))
+
+VERSION = "0.1.0"
+DEBUG = env.bool("DEBUG", True)
+ENVIRONMENT = env.choice("ENVIRONMENT", "development" if DEBUG else "production", ("development", "production", "test"))
+
+# Dev checkouts get their secrets generated on first run; production must bring its own SECRET_KEY.
+if env.bool("GENERATE_SECRETS", True):
+    ensure_generated_secrets(ENV_FILE, env, generate_secret_key=DEBUG)
+_secret_key = env.optional("SECRET_KEY")
+if not _secret_key:
+    raise ImproperlyConfigured("SECRET_KEY is not set: production mode needs it in the environment or .env")
+SECRET_KEY: str = _secret_key
+ORCHESTRATOR_TOKEN: str = env.str("ORCHESTRATOR_TOKEN")
+
+PORT = env.int("PORT", 3100, minimum=1, maximum=65535)
+PUBLIC_BASE_URL: str = env.url("PUBLIC_BASE_URL", f"http://localhost:{PORT}") or ""
+PUBLIC_HOST = urlsplit(PUBLIC_BASE_URL).hostname or "localhost"
+DEMO_MODE = env.bool("DEMO_MODE", False)
+
+# --- providers (features stay off until configured) ---------------------------------------
+TWILIO_ACCOUNT_SID = env.optional("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env.optional("TWILIO_AUTH_TOKEN")
+TWILIO_API_BASE_URL = env.url("TWILIO_API_BASE_URL", None)
+RESEND_API_KEY = env.optional("RESEND_API_KEY")
+RESEND_WEBHOOK_SECRET = env.optional("RESEND_WEBHOOK_SECRET")
+if RESEND_WEBHOOK_SECRET and not RESEND_WEBHOOK_SECRET.startswith("whsec_"):
+    raise ImproperlyConfigured("RESEND_WEBHOOK_SECRET must start with whsec_")
+RESEND_API_BASE_URL = env.url("RESEND_API_BASE_URL", None)
+EMAIL_DEFAULT_DOMAIN = env.str("EMAIL_DEFAULT_DOMAIN", "agents.example.com")
+ELEVENLABS_API_KEY = env.optional("ELEVENLABS_API_KEY")
+ELEVENLABS_DEFAULT_VOICE = env.optional("ELEVENLABS_DEFAULT_VOICE")
+ELEVENLABS_API_BASE_URL = env.url("ELEVENLABS_API_BASE_URL", None)
+LINE_CHANNEL_ACCESS_TOKEN = env.optional("LINE_CHANNEL_ACCESS_TOKEN")
+LINE_CHANNEL_SECRET = env.optional("LINE_CHANNEL_SECRET")
+LINE_API_BASE_URL = env.url("LINE_API_BASE_URL", None)
+VOICE_DEFAULT_GREETING = env.str("VOICE_DEFAULT_GREETING", "Hello! How can I help you today?")
+VOICE_DEFAULT_LANGUAGE = env.str("VOICE_DEFAULT_LANGUAGE", "en-US")
+VOICE_AI_DISCLOSURE = env.bool("VOICE_AI_DISCLOSURE", True)
+
+# --- auth ------------------------------------------------------------------------------
+AUTH_FAILURE_LIMIT = env.int("AUTH_FAILURE_LIMIT", 10, minimum=1)
+AUTH_FAILURE_WINDOW_SECONDS = env.int("AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
+# Comma-separated proxy addresses whose X-Forwarded-For we believe; empty: use the socket address.
+TRUSTED_PROXIES = [p.strip() for p in env.str("TRUSTED_PROXIES").split(",") if p.strip()]
+TOKEN_LAST_USED_INTERVAL_SECONDS = 300
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
+
+# --- Django ------------------------------------------------------------------------------
+ALLOWED_HOSTS = list({PUBLIC_HOST, "localhost", "127.0.0.1", "[::1]", "testserver"} | set(
+    h.strip() for h in env.str("EXTRA_ALLOWED_HOSTS").split(",") if h.strip()
+))
+CSRF_TRUSTED_ORIGINS = [f"{urlsplit(PUBLIC_BASE_URL).scheme}://{urlsplit(PUBLIC_BASE_URL).netloc}"]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "agents",
+    "channels_app",
+    "voice",
+    "admin_ui",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "orchestrator.middleware.ApiErrorMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "orchestrator.urls"
+ASGI_APPLICATION = "orchestrator.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env.str("DATABASE_URL", "sqlite:///db.sqlite3")
+DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.optional("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "static"
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["agents.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["agents.authentication.IsAuthenticatedPrincipal"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "orchestrator.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Agent Comms Orchestrator API",
+    "DESCRIPTION": "SMS, email, WhatsApp, LINE and voice for AI agents.",
+    "VERSION": VERSION,
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_tokens": {"()": "orchestrator.logging.RedactTokensFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}
