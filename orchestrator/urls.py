@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from orchestrator import health
+from orchestrator.rest import rest_urlpatterns
 
 urlpatterns = [
     path("health", health.health, name="health"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", health.metrics_view, name="metrics"),
+    path("api/v1/", include(rest_urlpatterns())),
     path("admin/", admin.site.urls),
 ]

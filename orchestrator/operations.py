@@ -1,0 +1,137 @@
+"""One operation, two faces: each operation has one input schema and one service call, and is
+exposed both as a REST v1 endpoint and as an MCP tool, so the two can never disagree.
+
+An operation module declares:
+
+    class SendMessageInput(OperationInput):
+        to: str
+        ...
+
+    @operation(path="send-message", method="POST", tool="comms_send_message", input_model=SendMessageInput,
+               summary="Send an SMS, email, WhatsApp or LINE message")
+    def send_message(principal: Principal, data: SendMessageInput) -> dict[str, Any]:
+        return message_send(...)          # one service call, output shaped as contract §6.1
+
+REST views are built by `rest_urlpatterns()`; MCP tools by `orchestrator.mcp_server` from `OPERATIONS`.
+Handlers are synchronous (they use the ORM); async callers run them with `sync_to_async`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from agents.principals import Principal
+from orchestrator.errors import ApiError
+
+
+class OperationInput(BaseModel):
+    """Base of every operation's input: camelCase on the wire, unknown fields ignored (contract §3)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+InputT = TypeVar("InputT", bound=OperationInput)
+Handler = Callable[[Principal, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    path: str
+    method: Literal["GET", "POST"]
+    tool: str | None
+    input_model: type[OperationInput]
+    handler: Handler
+    summary: str
+    description: str
+    public: bool = False
+    # Path parameters (e.g. "agentId" in agents/<agentId>/regenerate-token) are merged into the input.
+    path_params: tuple[str, ...] = ()
+    output_model: type[BaseModel] | None = None
+
+    def parse(self, raw: dict[str, Any]) -> OperationInput:
+        return parse_input(self.input_model, raw)
+
+    def run(self, principal: Principal, raw: dict[str, Any]) -> dict[str, Any]:
+        """Validate raw wire input and call the service; raises ApiError on refusal."""
+        return self.handler(principal, self.parse(raw))
+
+
+OPERATIONS: dict[str, Operation] = {}
+
+
+def operation(
+    *,
+    path: str,
+    method: Literal["GET", "POST"],
+    tool: str | None,
+    input_model: type[InputT],
+    summary: str,
+    description: str = "",
+    public: bool = False,
+    path_params: tuple[str, ...] = (),
+    output_model: type[BaseModel] | None = None,
+) -> Callable[[Callable[[Principal, InputT], dict[str, Any]]], Callable[[Principal, InputT], dict[str, Any]]]:
+    def register(handler: Callable[[Principal, InputT], dict[str, Any]]) -> Callable[[Principal, InputT], dict[str, Any]]:
+        name = handler.__name__
+        if name in OPERATIONS:
+            raise RuntimeError(f"operation {name} registered twice")
+        OPERATIONS[name] = Operation(
+            name=name,
+            path=path,
+            method=method,
+            tool=tool,
+            input_model=input_model,
+            handler=handler,
+            summary=summary,
+            description=description or (handler.__doc__ or summary).strip(),
+            public=public,
+            path_params=path_params,
+            output_model=output_model,
+        )
+        return handler
+
+    return register
+
+
+def operations_by_tool() -> dict[str, Operation]:
+    load_operation_modules()
+    return {op.tool: op for op in OPERATIONS.values() if op.tool}
+
+
+def parse_input(model: type[InputT], raw: dict[str, Any]) -> InputT:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = ".".join(str(part) for part in first.get("loc", ()))
+        message = first.get("msg", "invalid value")
+        if first.get("type") == "missing":
+            message = f"{location} is required"
+        elif location:
+            message = f"{location}: {message}"
+        raise ApiError(400, "invalid_request", message, field=location or None) from None
+
+
+def render_text(result: dict[str, Any]) -> str:
+    """The text rendering of a tool result, beside its structuredContent."""
+    return json.dumps(result, ensure_ascii=False, default=str, indent=2)
+
+
+# Modules that declare operations; imported once so OPERATIONS is complete before URLs or tools are built.
+OPERATION_MODULES: list[str] = [
+    "orchestrator.ops_health",
+]
+
+
+def load_operation_modules() -> None:
+    import importlib
+
+    for module in OPERATION_MODULES:
+        importlib.import_module(module)

@@ -1,0 +1,56 @@
+"""REST v1 face of the operations: one thin APIView per operation (contract §6.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import URLPattern, path
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.principals import Principal
+from orchestrator.operations import OPERATIONS, Operation, load_operation_modules
+
+
+def _raw_input(op: Operation, request: Request, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if op.method == "GET":
+        raw: dict[str, Any] = {key: request.query_params.get(key) for key in request.query_params}
+    else:
+        data = request.data
+        if not isinstance(data, dict):
+            from orchestrator.errors import ApiError
+
+            raise ApiError(400, "invalid_request", "The body must be a JSON object.")
+        raw = dict(data)
+    raw.update(kwargs)
+    return raw
+
+
+def view_for(op: Operation) -> type[APIView]:
+    def handle(self: APIView, request: Request, **kwargs: Any) -> Response:
+        principal = request.auth if isinstance(request.auth, Principal) else None
+        return Response(op.handler(principal, op.parse(_raw_input(op, request, kwargs))))  # type: ignore[arg-type]
+
+    schema_kwargs: dict[str, Any] = {"summary": op.summary, "description": op.description, "operation_id": op.name}
+    if op.method == "POST":
+        schema_kwargs["request"] = op.input_model
+    else:
+        schema_kwargs["parameters"] = [
+            OpenApiParameter(name=field.alias or name, required=field.is_required(), type=str, location="query")
+            for name, field in op.input_model.model_fields.items()
+            if (field.alias or name) not in op.path_params
+        ]
+    schema_kwargs["responses"] = {200: op.output_model or dict}
+    attrs: dict[str, Any] = {op.method.lower(): extend_schema(**schema_kwargs)(handle)}
+    if op.public:
+        attrs["authentication_classes"] = []
+        attrs["permission_classes"] = [AllowAny]
+    return type(f"{op.name.title().replace('_', '')}View", (APIView,), attrs)
+
+
+def rest_urlpatterns() -> list[URLPattern]:
+    load_operation_modules()
+    return [path(op.path, view_for(op).as_view(), name=f"api-{op.name}") for op in OPERATIONS.values()]
