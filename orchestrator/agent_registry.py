@@ -1,0 +1,503 @@
+"""Which live MCP session reaches which agent, and how to reach it from any process (contract §5).
+
+Sessions live in the process that holds their socket; that process registers them here after the
+client's `notifications/initialized`. The newest session of an agent wins, and closing an older one
+never unregisters a newer one.
+
+With `REDIS_URL` the owning process also records its channel-layer channel name under the agent in
+Redis. Another process that wants to notify or sample that agent sends the request straight to that
+channel (not a group broadcast) with its own channel as the reply address, and waits with a timeout.
+Each process runs one listener task on its own channel, started lazily on first use (daphne sends no
+ASGI lifespan). Without Redis everything works within the one process.
+
+Public interface (other modules code against exactly these names):
+`notify_agent`, `sample_agent`, `is_agent_connected`, `add_connect_listener`, `AgentNotConnected`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.conf import settings
+
+from orchestrator import metrics
+
+if TYPE_CHECKING:
+    from mcp.server.connection import Connection
+    from redis.asyncio import Redis
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+INBOUND_LOGGER = "comms.inbound"
+# How long a forwarded request waits for the owning process to acknowledge it. A process that
+# does not answer within this is gone (crashed, restarted); its stale record is dropped.
+FORWARD_ACK_TIMEOUT = 2.0
+# Owner records expire unless their process refreshes them, so a crashed process's agents read as
+# disconnected after at most this long even when nobody tries to reach them.
+OWNER_TTL_SECONDS = 90
+OWNER_REFRESH_SECONDS = 30
+OWNER_KEY_PREFIX = "comms:mcp:agent-owner:"
+
+
+class AgentNotConnected(Exception):
+    """The agent has no live, initialized MCP session in any process."""
+
+
+class SamplingNotSupported(AgentNotConnected):
+    """The agent is connected but its client did not declare the `sampling` capability.
+
+    A subclass of AgentNotConnected so callers that only know that name fall back safely; callers
+    that can do better (a `voice_prompt` notification instead of a sampled answer) catch it first.
+    """
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """One initialized MCP session that can receive server-initiated messages."""
+
+    agent_id: str
+    connection: Connection
+    transport: str
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def can_sample(self) -> bool:
+        from mcp_types import ClientCapabilities, SamplingCapability
+
+        return self.connection.check_capability(ClientCapabilities(sampling=SamplingCapability()))
+
+
+ConnectListener = Callable[[str], Awaitable[None]]
+
+# The process-local half of the registry: the session objects themselves cannot leave the process.
+# What other processes must see (who owns an agent) lives in Redis, see _Link.
+_sessions: dict[str, LiveSession] = {}
+_connect_listeners: list[ConnectListener] = []
+_background: set[asyncio.Task[Any]] = set()
+
+
+def add_connect_listener(callback: ConnectListener) -> None:
+    """Call `callback(agent_id)` in the owning process each time an agent's session is registered."""
+    if callback not in _connect_listeners:
+        _connect_listeners.append(callback)
+
+
+def remove_connect_listener(callback: ConnectListener) -> None:
+    with contextlib.suppress(ValueError):
+        _connect_listeners.remove(callback)
+
+
+# --- registration (called by orchestrator.mcp_server) -------------------------------------------
+
+
+async def register_session(session: LiveSession) -> None:
+    """Make `session` the one that reaches its agent (the newest wins), then tell the listeners."""
+    _sessions[session.agent_id] = session
+    metrics.ACTIVE_AGENTS.set(len(_sessions))
+    link = await _link()
+    if link is not None:
+        await link.claim(session)
+    for callback in list(_connect_listeners):
+        _spawn(_run_connect_listener(callback, session.agent_id))
+
+
+async def unregister_session(session: LiveSession) -> None:
+    """Forget `session`, unless a newer session of the same agent has replaced it."""
+    if _sessions.get(session.agent_id) is session:
+        del _sessions[session.agent_id]
+        metrics.ACTIVE_AGENTS.set(len(_sessions))
+    link = _current_link()
+    if link is not None:
+        await link.release(session)
+
+
+def local_session(agent_id: str) -> LiveSession | None:
+    return _sessions.get(agent_id)
+
+
+# --- the public service functions ----------------------------------------------------------------
+
+
+async def notify_agent(agent_id: str, event: dict[str, Any]) -> bool:
+    """Push `event` as a `comms.inbound` log notification to the agent's live session; False if none."""
+    session = _sessions.get(agent_id)
+    if session is not None:
+        return await _on_session_loop(session, _push_notification(session, event))
+    link = await _link()
+    if link is None:
+        return False
+    reply = await link.forward(agent_id, {"op": "notify", "event": event}, timeout=FORWARD_ACK_TIMEOUT)
+    return bool(reply.get("ok"))
+
+
+async def sample_agent(
+    agent_id: str,
+    messages: list[dict[str, Any]],
+    *,
+    timeout: float,
+    system_prompt: str | None = None,
+    max_tokens: int = 300,
+) -> str:
+    """Ask the agent's client to sample (`sampling/createMessage`) and return the text it answers.
+
+    Raises AgentNotConnected quickly when no session reaches the agent (SamplingNotSupported when
+    its client cannot sample) and asyncio.TimeoutError when the client does not answer in time.
+    """
+    session = _sessions.get(agent_id)
+    if session is not None:
+        return await _on_session_loop(
+            session, _sample_local(session, messages, timeout=timeout, system_prompt=system_prompt, max_tokens=max_tokens)
+        )
+    link = await _link()
+    if link is None:
+        raise AgentNotConnected(agent_id)
+    request = {
+        "op": "sample",
+        "messages": messages,
+        "timeout": timeout,
+        "systemPrompt": system_prompt,
+        "maxTokens": max_tokens,
+    }
+    reply = await link.forward(agent_id, request, timeout=timeout + FORWARD_ACK_TIMEOUT)
+    if reply.get("ok"):
+        return str(reply["text"])
+    raise _error_from_reply(agent_id, reply)
+
+
+async def is_agent_connected(agent_id: str) -> bool:
+    """Whether some process holds a live, initialized session for the agent."""
+    if agent_id in _sessions:
+        return True
+    link = await _link()
+    if link is None:
+        return False
+    reply = await link.forward(agent_id, {"op": "connected"}, timeout=FORWARD_ACK_TIMEOUT)
+    return bool(reply.get("ok"))
+
+
+# --- local delivery ------------------------------------------------------------------------------
+
+
+async def _push_notification(session: LiveSession, event: dict[str, Any]) -> bool:
+    if _sessions.get(session.agent_id) is not session:
+        return False
+    # Connection.log() is marked deprecated (logging is gone at 2026-07-28); we only register
+    # handshake-era sessions, where notifications/message is the contract's delivery channel.
+    await session.connection.notify(
+        "notifications/message", {"level": "info", "logger": INBOUND_LOGGER, "data": event}
+    )
+    return True
+
+
+async def _sample_local(
+    session: LiveSession,
+    messages: list[dict[str, Any]],
+    *,
+    timeout: float,
+    system_prompt: str | None,
+    max_tokens: int,
+) -> str:
+    from mcp_types import CreateMessageRequest, CreateMessageRequestParams, SamplingMessage, TextContent
+
+    if not session.can_sample:
+        raise SamplingNotSupported(session.agent_id)
+    request = CreateMessageRequest(
+        params=CreateMessageRequestParams(
+            messages=[
+                SamplingMessage(role=m["role"], content=TextContent(type="text", text=str(m["content"])))
+                for m in messages
+            ],
+            system_prompt=system_prompt,
+            max_tokens=max_tokens,
+        )
+    )
+    result = await asyncio.wait_for(session.connection.send_request(request), timeout=timeout)
+    content = result.content
+    blocks = content if isinstance(content, list) else [content]
+    return "".join(getattr(block, "text", "") for block in blocks)
+
+
+async def _on_session_loop(session: LiveSession, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the event loop that owns the session's streams (they are not thread-safe)."""
+    running = asyncio.get_running_loop()
+    if session.loop is running:
+        return await coro
+    if session.loop.is_closed():
+        coro.close()
+        raise AgentNotConnected(session.agent_id)
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, session.loop))
+
+
+async def _run_connect_listener(callback: ConnectListener, agent_id: str) -> None:
+    try:
+        await callback(agent_id)
+    except Exception:
+        logger.exception("Connect listener %r failed for agent %s", callback, agent_id)
+
+
+def _spawn(coro: Coroutine[Any, Any, Any]) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _error_from_reply(agent_id: str, reply: dict[str, Any]) -> Exception:
+    error = reply.get("error")
+    if error == "timeout":
+        return TimeoutError(f"agent {agent_id} did not answer in time")
+    if error == "sampling_not_supported":
+        return SamplingNotSupported(agent_id)
+    if error == "not_connected":
+        return AgentNotConnected(agent_id)
+    return RuntimeError(f"sampling agent {agent_id} failed: {reply.get('message', error)}")
+
+
+# --- cross-process forwarding (REDIS_URL) ---------------------------------------------------------
+
+
+class _Link:
+    """This process's presence in the channel layer: one channel, one listener task, one Redis client.
+
+    Bound to the event loop that created it; a new loop (tests, `async_to_sync` in a worker) gets
+    a new link. Requests: {"type": "mcp.request", "id", "reply", "agentId", "op", ...}; the owner
+    answers {"type": "mcp.reply", "id", "ack": true} at once and then {"type": "mcp.reply", "id",
+    "ok", ...} with the outcome.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, layer: Any, channel: str, redis: Redis) -> None:
+        self.loop = loop
+        self.layer = layer
+        self.channel = channel
+        self.redis = redis
+        self.pending: dict[str, _Pending] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.claimed: dict[str, str] = {}
+
+    def start(self) -> None:
+        for coro in (self._listen(), self._refresh()):
+            task = self.loop.create_task(coro)
+            self.tasks.add(task)
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+    # registry records
+
+    def _record(self, session: LiveSession) -> str:
+        return json.dumps({"channel": self.channel, "session": session.key})
+
+    async def claim(self, session: LiveSession) -> None:
+        value = self._record(session)
+        self.claimed[session.agent_id] = value
+        previous = await self.redis.set(OWNER_KEY_PREFIX + session.agent_id, value, ex=OWNER_TTL_SECONDS, get=True)
+        owner = _parse_record(previous) if isinstance(previous, str | bytes) else None
+        if owner and owner["channel"] != self.channel:
+            # The older session lives in another process: tell it that it no longer reaches the agent.
+            with contextlib.suppress(Exception):
+                await self.layer.send(
+                    owner["channel"],
+                    {"type": "mcp.superseded", "agentId": session.agent_id, "session": owner["session"]},
+                )
+
+    async def release(self, session: LiveSession) -> None:
+        value = self._record(session)
+        if self.claimed.get(session.agent_id) == value:
+            del self.claimed[session.agent_id]
+        await _compare_and_delete(self.redis, OWNER_KEY_PREFIX + session.agent_id, value)
+
+    # requests to other processes
+
+    async def forward(self, agent_id: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        raw = await self.redis.get(OWNER_KEY_PREFIX + agent_id)
+        owner = _parse_record(raw) if raw is not None else None
+        if raw is None or owner is None:
+            return {"ok": False, "error": "not_connected"}
+        request_id = uuid.uuid4().hex
+        pending = _Pending(self.loop)
+        self.pending[request_id] = pending
+        message = {"type": "mcp.request", "id": request_id, "reply": self.channel, "agentId": agent_id, **request}
+        try:
+            await self.layer.send(owner["channel"], message)
+            try:
+                await asyncio.wait_for(asyncio.shield(pending.acked), timeout=FORWARD_ACK_TIMEOUT)
+            except TimeoutError:
+                logger.warning("Process %s did not answer for agent %s; dropping its record", owner["channel"], agent_id)
+                await _compare_and_delete(self.redis, OWNER_KEY_PREFIX + agent_id, raw)
+                return {"ok": False, "error": "not_connected"}
+            try:
+                return await asyncio.wait_for(pending.done, timeout=timeout)
+            except TimeoutError:
+                return {"ok": False, "error": "timeout"}
+        finally:
+            self.pending.pop(request_id, None)
+
+    # the listener
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("MCP registry listener failed to receive; retrying")
+                await asyncio.sleep(1)
+                continue
+            kind = message.get("type")
+            if kind == "mcp.reply":
+                pending = self.pending.get(message.get("id", ""))
+                if pending is not None:
+                    pending.resolve(message)
+            elif kind == "mcp.request":
+                _spawn(self._serve(message))
+            elif kind == "mcp.superseded":
+                session = _sessions.get(message.get("agentId", ""))
+                if session is not None and session.key == message.get("session"):
+                    del _sessions[session.agent_id]
+                    self.claimed.pop(session.agent_id, None)
+                    metrics.ACTIVE_AGENTS.set(len(_sessions))
+
+    async def _serve(self, message: dict[str, Any]) -> None:
+        reply_to = message["reply"]
+        request_id = message["id"]
+        await self.layer.send(reply_to, {"type": "mcp.reply", "id": request_id, "ack": True})
+        outcome = await _serve_forwarded(message)
+        await self.layer.send(reply_to, {"type": "mcp.reply", "id": request_id, **outcome})
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(OWNER_REFRESH_SECONDS)
+            for agent_id, value in list(self.claimed.items()):
+                with contextlib.suppress(Exception):
+                    await _refresh_if_ours(self.redis, OWNER_KEY_PREFIX + agent_id, value, OWNER_TTL_SECONDS)
+
+
+class _Pending:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.acked: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+    def resolve(self, message: dict[str, Any]) -> None:
+        if not self.acked.done():
+            self.acked.set_result(None)
+        if not message.get("ack") and not self.done.done():
+            self.done.set_result(message)
+
+
+async def _serve_forwarded(message: dict[str, Any]) -> dict[str, Any]:
+    """Answer a request another process forwarded to us, from our local sessions only."""
+    agent_id = message["agentId"]
+    session = _sessions.get(agent_id)
+    if session is None:
+        return {"ok": False, "error": "not_connected"}
+    op = message.get("op")
+    try:
+        if op == "connected":
+            return {"ok": True}
+        if op == "notify":
+            return {"ok": await _on_session_loop(session, _push_notification(session, message["event"]))}
+        if op == "sample":
+            text = await _on_session_loop(
+                session,
+                _sample_local(
+                    session,
+                    message["messages"],
+                    timeout=float(message["timeout"]),
+                    system_prompt=message.get("systemPrompt"),
+                    max_tokens=int(message.get("maxTokens") or 300),
+                ),
+            )
+            return {"ok": True, "text": text}
+    except SamplingNotSupported:
+        return {"ok": False, "error": "sampling_not_supported"}
+    except AgentNotConnected:
+        return {"ok": False, "error": "not_connected"}
+    except TimeoutError:
+        return {"ok": False, "error": "timeout"}
+    except Exception as exc:
+        logger.exception("Forwarded %s for agent %s failed", op, agent_id)
+        return {"ok": False, "error": "error", "message": str(exc)}
+    return {"ok": False, "error": "error", "message": f"unknown op {op!r}"}
+
+
+_COMPARE_AND_DELETE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_REFRESH_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+
+
+async def _compare_and_delete(redis: Redis, key: str, value: str | bytes) -> None:
+    await redis.eval(_COMPARE_AND_DELETE, 1, key, value)  # type: ignore[misc]
+
+
+async def _refresh_if_ours(redis: Redis, key: str, value: str, ttl: int) -> None:
+    await redis.eval(_REFRESH_IF_OURS, 1, key, value, ttl)  # type: ignore[misc]
+
+
+def _parse_record(raw: str | bytes) -> dict[str, str] | None:
+    try:
+        record = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(record, dict) or "channel" not in record or "session" not in record:
+        return None
+    return record
+
+
+_links: dict[asyncio.AbstractEventLoop, _Link] = {}
+_link_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+
+def _current_link() -> _Link | None:
+    try:
+        return _links.get(asyncio.get_running_loop())
+    except RuntimeError:
+        return None
+
+
+async def _link() -> _Link | None:
+    """This loop's link to the other processes, created (with its listener) on first use."""
+    if not settings.REDIS_URL:
+        return None
+    loop = asyncio.get_running_loop()
+    link = _links.get(loop)
+    if link is not None:
+        return link
+    lock = _link_lock.setdefault(loop, asyncio.Lock())
+    async with lock:
+        link = _links.get(loop)
+        if link is None:
+            for old_loop in [old for old in _links if old.is_closed()]:
+                _links.pop(old_loop).stop()
+                _link_lock.pop(old_loop, None)
+            from channels.layers import get_channel_layer
+            from redis.asyncio import Redis
+
+            layer = get_channel_layer()
+            assert layer is not None
+            channel = await layer.new_channel()
+            link = _Link(loop, layer, channel, Redis.from_url(settings.REDIS_URL, decode_responses=True))
+            link.start()
+            _links[loop] = link
+    return link
+
+
+async def shutdown() -> None:
+    """Stop this loop's listener (tests, and the ASGI lifespan when the server sends one)."""
+    link = _links.pop(asyncio.get_running_loop(), None)
+    if link is not None:
+        link.stop()
+        for agent_id, value in list(link.claimed.items()):
+            with contextlib.suppress(Exception):
+                await _compare_and_delete(link.redis, OWNER_KEY_PREFIX + agent_id, value)
+        with contextlib.suppress(Exception):
+            await link.redis.aclose()
