@@ -76,6 +76,18 @@ class BearerTokenAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+class OptionalBearerTokenAuthentication(BearerTokenAuthentication):
+    """For public endpoints: no Authorization header is anonymous, but a header that is sent must be valid.
+
+    So `curl -H "Authorization: Bearer …" /api/v1/health` both checks a token and shows who it is.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Principal, Principal] | None:  # type: ignore[override]
+        if not request.META.get("HTTP_AUTHORIZATION"):
+            return None
+        return super().authenticate(request)
+
+
 class IsAuthenticatedPrincipal(BasePermission):
     def has_permission(self, request: Request, view: object) -> bool:
         return isinstance(request.auth, Principal)

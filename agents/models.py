@@ -157,6 +157,9 @@ class AgentLimits(models.Model):
     max_calls_per_day_same_number = models.PositiveIntegerField(default=3)
     updated_at = models.DateTimeField(auto_now=True)
 
+    def __str__(self) -> str:
+        return f"limits of {self.agent_id}"
+
 
 class UsageRecord(models.Model):
     """One billable or countable action, kept for usage and billing reports."""
@@ -171,6 +174,9 @@ class UsageRecord(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["agent", "created_at"]), models.Index(fields=["organization", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action_type} {self.channel} by {self.agent_id}"
 
 
 class UsageBucket(models.Model):
@@ -198,6 +204,9 @@ class UsageBucket(models.Model):
             models.UniqueConstraint(fields=["scope", "scope_id", "window", "window_start"], name="unique_usage_bucket")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.scope_id} {self.window} from {self.window_start:%Y-%m-%d %H:%M}"
+
 
 class OptOut(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="opt_outs")
@@ -208,6 +217,9 @@ class OptOut(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["agent", "channel", "contact"], name="unique_opt_out")]
+
+    def __str__(self) -> str:
+        return f"{self.contact} opted out of {self.channel} from {self.agent_id}"
 
 
 class ConsentType(models.TextChoices):
@@ -228,6 +240,9 @@ class Consent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["agent", "channel", "contact"])]
+
+    def __str__(self) -> str:
+        return f"{self.contact} {self.consent_type} consent on {self.channel} for {self.agent_id}"
 
 
 class PhoneNumber(models.Model):
@@ -260,3 +275,6 @@ class AuthFailureWindow(models.Model):
     client_address = models.CharField(max_length=64, unique=True)
     window_started_at = models.DateTimeField()
     failures = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.client_address}: {self.failures} failures"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from orchestrator.errors import ApiError
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     SUPER_ADMIN = "super_admin"
     ORG_ADMIN = "org_admin"
     AGENT = "agent"

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -27,6 +29,7 @@ from agents.models import (
 from orchestrator.errors import ApiError
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,21 @@ class IssuedToken:
 def _slugify_id(name: str) -> str:
     base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "org"
     return f"{base}-{secrets.token_hex(3)}"
+
+
+def validate_e164(value: str, *, field: str) -> str:
+    # Shape only: sandbox numbers (555-01xx) and new ranges must pass even where libphonenumber lags.
+    if not E164_RE.match(value):
+        raise ApiError(400, "invalid_phone", f"{field} must be an E.164 number such as +14155550101.", field=field)
+    return value
+
+
+def validate_email_address(value: str, *, field: str) -> str:
+    try:
+        validate_email(value)
+    except ValidationError:
+        raise ApiError(400, "invalid_email", f"{field} is not a valid email address.", field=field) from None
+    return value.lower()
 
 
 def validate_identifier(value: str, *, field: str) -> str:
@@ -101,6 +119,15 @@ def token_revoke(*, token_id: int, kind: str) -> bool:
     return model.objects.filter(pk=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now()) > 0
 
 
+def token_revoke_by_value(*, token: str) -> bool:
+    """Revoke a token given as its value (e.g. one that leaked); only its digest is looked up."""
+    digest = token_digest(token.strip())
+    now = timezone.now()
+    revoked = AgentToken.objects.filter(digest=digest, revoked_at__isnull=True).update(revoked_at=now)
+    revoked += OrgToken.objects.filter(digest=digest, revoked_at__isnull=True).update(revoked_at=now)
+    return revoked > 0
+
+
 @dataclass(frozen=True)
 class AgentAddresses:
     phone: str | None = None
@@ -126,6 +153,9 @@ def agent_create(
 ) -> tuple[Agent, IssuedToken, str]:
     """Create an agent with its channel addresses and limits; returns it, its token and callback secret."""
     agent_id = validate_identifier(agent_id, field="agentId") if agent_id else "agent-" + secrets.token_hex(4)
+    phone = validate_e164(addresses.phone, field="phone") if addresses.phone else None
+    whatsapp = validate_e164(addresses.whatsapp, field="whatsapp") if addresses.whatsapp else None
+    email = validate_email_address(addresses.email, field="email") if addresses.email else None
     if Agent.objects.filter(pk=agent_id).exists():
         raise ApiError(409, "agent_exists", f"Agent {agent_id!r} already exists.", field="agentId")
     callback_secret = new_secret()
@@ -144,9 +174,9 @@ def agent_create(
     )
     AgentLimits.objects.create(agent=agent)
     wanted = [
-        (AddressKind.PHONE, addresses.phone),
-        (AddressKind.WHATSAPP, addresses.whatsapp),
-        (AddressKind.EMAIL, addresses.email),
+        (AddressKind.PHONE, phone),
+        (AddressKind.WHATSAPP, whatsapp),
+        (AddressKind.EMAIL, email),
         (AddressKind.LINE, agent_id if addresses.line else None),
     ]
     try:

@@ -49,8 +49,9 @@ class Message(models.Model):
     to_address = models.CharField(max_length=320)
     subject = models.CharField(max_length=998, blank=True)
     # Null once erased by the retention policy; metadata stays for usage and audit.
-    body = models.TextField(null=True, blank=True)
-    html = models.TextField(null=True, blank=True)
+    # null (erased) is distinct from "" (sent empty), hence null=True on text fields.
+    body = models.TextField(null=True, blank=True)  # noqa: DJ001
+    html = models.TextField(null=True, blank=True)  # noqa: DJ001
     media_urls = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=20, choices=MessageStatus.choices, default=MessageStatus.PENDING)
     provider = models.CharField(max_length=20, blank=True)
@@ -95,3 +96,6 @@ class WebhookEvent(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="unique_webhook_event")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.event_id}"

@@ -6,6 +6,7 @@ fails at start with a message naming the variable.
 
 from __future__ import annotations
 
+import builtins
 import os
 import secrets
 import stat
@@ -40,7 +41,10 @@ def parse_env_file(path: Path) -> dict[str, str]:
 
 
 class Env:
-    """A view over os.environ layered on top of a `.env` file's values."""
+    """A view over os.environ layered on top of a `.env` file's values.
+
+    Below the `str` method, a bare `str` in an annotation would name the method, hence `builtins.str`.
+    """
 
     def __init__(self, file_values: Mapping[str, str], environ: Mapping[str, str] | None = None):
         self.file_values = dict(file_values)
@@ -51,15 +55,15 @@ class Env:
             return self.environ[name]
         return self.file_values.get(name)
 
-    def str(self, name: str, default: str = "") -> str:
+    def str(self, name: builtins.str, default: builtins.str = "") -> builtins.str:
         value = self.raw(name)
         return default if value is None else value
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: builtins.str) -> builtins.str | None:
         value = self.raw(name)
         return value if value else None
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -70,7 +74,7 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(self, name: builtins.str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.raw(name)
         if value is None or value.strip() == "":
             return default
@@ -82,7 +86,7 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {number}")
         return number
 
-    def url(self, name: str, default: str | None, *, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    def url(self, name: builtins.str, default: builtins.str | None, *, schemes: tuple[builtins.str, ...] = ("http", "https")) -> builtins.str | None:
         value = self.raw(name)
         if value is None or value.strip() == "":
             return default
@@ -91,7 +95,7 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be a {'/'.join(schemes)} URL, got {value!r}")
         return value.strip().rstrip("/")
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]) -> builtins.str:
         value = self.str(name, default)
         if value not in choices:
             raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -105,9 +105,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, drf_exceptions.PermissionDenied):
         return Response({"error": "This token may not do that.", "code": "forbidden"}, status=403)
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
-        return Response({"error": f"Method {context['request'].method} is not allowed here.", "code": "method_not_allowed"}, status=405)
+        method = context["request"].method
+        return Response({"error": f"Method {method} is not allowed here.", "code": "method_not_allowed"}, status=405)
     if isinstance(exc, drf_exceptions.Throttled):
-        wait = int(exc.wait or 1)
+        # DRF sets `wait` on Throttled at runtime; the stubs do not declare it.
+        wait = int(getattr(exc, "wait", None) or 1)
         return Response(
             {"error": "Too many requests.", "code": "rate_limited", "retryAfter": wait},
             status=429,

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents.authentication import OptionalBearerTokenAuthentication
 from agents.principals import Principal
 from orchestrator.operations import OPERATIONS, Operation, load_operation_modules
 
@@ -46,7 +47,8 @@ def view_for(op: Operation) -> type[APIView]:
     schema_kwargs["responses"] = {200: op.output_model or dict}
     attrs: dict[str, Any] = {op.method.lower(): extend_schema(**schema_kwargs)(handle)}
     if op.public:
-        attrs["authentication_classes"] = []
+        # Anonymous callers are welcome; a token, if sent, is checked and identifies the caller.
+        attrs["authentication_classes"] = [OptionalBearerTokenAuthentication]
         attrs["permission_classes"] = [AllowAny]
     return type(f"{op.name.title().replace('_', '')}View", (APIView,), attrs)
 

@@ -14,9 +14,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = Path(os.environ.get("ENV_FILE", str(BASE_DIR / ".env")))
 env = Env(parse_env_file(ENV_FILE))
 
-VERSION = "0.1.0"
-DEBUG = env.bool("DEBUG", True)
-ENVIRONMENT = env.choice("ENVIRONMENT", "development" if DEBUG else "production", ("development", "production", "test"))
+VERSION: str = "0.1.0"
+DEBUG: bool = env.bool("DEBUG", True)
+ENVIRONMENT: str = env.choice("ENVIRONMENT", "development" if DEBUG else "production", ("development", "production", "test"))
 
 # Dev checkouts get their secrets generated on first run; production must bring its own SECRET_KEY.
 if env.bool("GENERATE_SECRETS", True):
@@ -27,10 +27,10 @@ if not _secret_key:
 SECRET_KEY: str = _secret_key
 ORCHESTRATOR_TOKEN: str = env.str("ORCHESTRATOR_TOKEN")
 
-PORT = env.int("PORT", 3100, minimum=1, maximum=65535)
+PORT: int = env.int("PORT", 3100, minimum=1, maximum=65535)
 PUBLIC_BASE_URL: str = env.url("PUBLIC_BASE_URL", f"http://localhost:{PORT}") or ""
 PUBLIC_HOST = urlsplit(PUBLIC_BASE_URL).hostname or "localhost"
-DEMO_MODE = env.bool("DEMO_MODE", False)
+DEMO_MODE: bool = env.bool("DEMO_MODE", False)
 
 # --- providers (features stay off until configured) ---------------------------------------
 TWILIO_ACCOUNT_SID = env.optional("TWILIO_ACCOUNT_SID")
@@ -41,7 +41,7 @@ RESEND_WEBHOOK_SECRET = env.optional("RESEND_WEBHOOK_SECRET")
 if RESEND_WEBHOOK_SECRET and not RESEND_WEBHOOK_SECRET.startswith("whsec_"):
     raise ImproperlyConfigured("RESEND_WEBHOOK_SECRET must start with whsec_")
 RESEND_API_BASE_URL = env.url("RESEND_API_BASE_URL", None)
-EMAIL_DEFAULT_DOMAIN = env.str("EMAIL_DEFAULT_DOMAIN", "agents.example.com")
+EMAIL_DEFAULT_DOMAIN: str = env.str("EMAIL_DEFAULT_DOMAIN", "agents.example.com")
 ELEVENLABS_API_KEY = env.optional("ELEVENLABS_API_KEY")
 ELEVENLABS_DEFAULT_VOICE = env.optional("ELEVENLABS_DEFAULT_VOICE")
 ELEVENLABS_API_BASE_URL = env.url("ELEVENLABS_API_BASE_URL", None)
@@ -53,10 +53,10 @@ VOICE_DEFAULT_LANGUAGE = env.str("VOICE_DEFAULT_LANGUAGE", "en-US")
 VOICE_AI_DISCLOSURE = env.bool("VOICE_AI_DISCLOSURE", True)
 
 # --- auth ------------------------------------------------------------------------------
-AUTH_FAILURE_LIMIT = env.int("AUTH_FAILURE_LIMIT", 10, minimum=1)
-AUTH_FAILURE_WINDOW_SECONDS = env.int("AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
+AUTH_FAILURE_LIMIT: int = env.int("AUTH_FAILURE_LIMIT", 10, minimum=1)
+AUTH_FAILURE_WINDOW_SECONDS: int = env.int("AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 # Comma-separated proxy addresses whose X-Forwarded-For we believe; empty: use the socket address.
-TRUSTED_PROXIES = [p.strip() for p in env.str("TRUSTED_PROXIES").split(",") if p.strip()]
+TRUSTED_PROXIES: list[str] = [p.strip() for p in env.str("TRUSTED_PROXIES").split(",") if p.strip()]
 TOKEN_LAST_USED_INTERVAL_SECONDS = 300
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 
