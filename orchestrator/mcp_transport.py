@@ -1,9 +1,336 @@
-"""MCP transports mounted in the ASGI application (contract §5). Filled in by the MCP server work."""
+"""MCP transports mounted in the ASGI application (contract §5).
+
+`GET /sse` + `POST /messages` (HTTP+SSE) and `/mcp` (Streamable HTTP) are the SDK's transports
+behind one gate that, before anything reaches the MCP layer:
+
+1. refuses a `Host`/`Origin` outside the public host, localhost and 127.0.0.1 (DNS rebinding);
+2. authenticates `Authorization: Bearer` or `?token=` with the same selector as REST, throttled;
+3. pins each session to the principal that opened it: a request for the session carrying another
+   principal gets 403, while an SSE POST with no credentials rides on the session's binding (the
+   Claude Desktop style `?token=` URL config);
+4. resolves `agentId` for org and orchestrator tokens to one of their own agents.
+
+Refusals here are contract §3 JSON bodies. The Streamable HTTP session manager needs a running
+task group; daphne sends no ASGI lifespan, so it is started lazily on the first `/mcp` request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import Message
+
+from agents.authentication import authenticate_token, bearer_from_header, client_address_from
+from agents.principals import Principal, Role
+from agents.selectors import agent_get_for_principal
+from orchestrator.errors import ApiError
+from orchestrator.lifespan import on_shutdown
+from orchestrator.mcp_server import (
+    BINDING_SCOPE_KEY,
+    TRANSPORT_SSE,
+    TRANSPORT_STREAMABLE,
+    Binding,
+    get_server,
+    streams,
+)
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+SSE_PATH = "/sse"
+MESSAGES_PATH = "/messages"
+STREAMABLE_PATH = "/mcp"
+MAX_BODY_BYTES = 1024 * 1024
+SESSION_HEADER = b"mcp-session-id"
 
 
 def mcp_http_mounts() -> dict[str, Any]:
-    return {}
+    gate = McpGate()
+    return {SSE_PATH: gate, MESSAGES_PATH: gate, MESSAGES_PATH + "/": gate, STREAMABLE_PATH: gate}
+
+
+# --- host and origin (DNS rebinding) -------------------------------------------------------------
+
+
+def allowed_hostnames() -> set[str]:
+    return {settings.PUBLIC_HOST.lower(), "localhost", "127.0.0.1"}
+
+
+def _hostname(host_header: str) -> str:
+    return (urlsplit(f"//{host_header}").hostname or "").lower()
+
+
+def host_allowed(host: str | None, origin: str | None) -> bool:
+    """Host must name an allowed host (any port); an Origin, when present, too (any port)."""
+    if not host or _hostname(host) not in allowed_hostnames():
+        return False
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and (parts.hostname or "").lower() in allowed_hostnames()
+
+
+def sdk_security_settings() -> TransportSecuritySettings:
+    """The SDK's own check, kept on as a second line; it must accept what the gate accepts."""
+    hosts = sorted(allowed_hostnames())
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[h for host in hosts for h in (host, f"{host}:*")],
+        allowed_origins=[o for host in hosts for scheme in ("http", "https") for o in (f"{scheme}://{host}", f"{scheme}://{host}:*")],
+    )
+
+
+# --- session pins --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pin:
+    binding: Binding
+    token_digest: bytes
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class McpGate:
+    """The ASGI app behind every MCP path: checks, then the SDK transport."""
+
+    def __init__(self) -> None:
+        self.sse = SseServerTransport(
+            MESSAGES_PATH, security_settings=sdk_security_settings(), max_request_body_size=MAX_BODY_BYTES
+        )
+        self.sse_pins: dict[str, Pin] = {}
+        self.http_pins: dict[str, Pin] = {}
+        self._managers: dict[asyncio.AbstractEventLoop, StreamableHTTPSessionManager] = {}
+        self._manager_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        if not host_allowed(headers.get("host"), headers.get("origin")):
+            await send_error(send, ApiError(403, "forbidden", "This Host or Origin may not use the MCP endpoints."))
+            return
+        path = scope["path"]
+        method = scope["method"]
+        try:
+            if path == SSE_PATH:
+                if method != "GET":
+                    raise ApiError(405, "method_not_allowed", "Open the SSE stream with GET.")
+                await self._serve_sse(scope, receive, send, headers)
+            elif path == STREAMABLE_PATH:
+                await self._serve_streamable(scope, receive, send, headers)
+            else:
+                await self._serve_sse_post(scope, receive, send, headers)
+        except ApiError as error:
+            await send_error(send, error)
+
+    # HTTP+SSE
+
+    async def _serve_sse(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        query = _query(scope)
+        token = bearer_from_header(headers.get("authorization")) or query.get("token")
+        principal = await _authenticate(scope, headers, token)
+        agent_id = await resolve_session_agent(principal, query.get("agentId"))
+        binding = Binding(principal=principal, agent_id=agent_id, transport=TRANSPORT_SSE)
+        pin = Pin(binding, _digest(token or ""))
+        session_ids: list[str] = []
+
+        async def send_and_pin(message: Message) -> None:
+            if not session_ids and message["type"] == "http.response.body":
+                # The first event names the session (`endpoint`: /messages?session_id=<hex>); pin
+                # it before the client can read it and post.
+                session_id = _session_id_from_endpoint_event(message.get("body", b""))
+                if session_id:
+                    session_ids.append(session_id)
+                    self.sse_pins[session_id] = pin
+            await send(message)
+
+        scope[BINDING_SCOPE_KEY] = binding
+        server = get_server()
+        try:
+            async with self.sse.connect_sse(scope, receive, send_and_pin) as (read_stream, write_stream):
+                await server.run(read_stream, write_stream, server.create_initialization_options())
+        except ValueError:
+            # connect_sse has already answered a request its own checks refused.
+            logger.debug("SSE connection refused by the transport")
+        finally:
+            for session_id in session_ids:
+                self.sse_pins.pop(session_id, None)
+
+    async def _serve_sse_post(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        session_id = _query(scope).get("session_id", "")
+        pin = self.sse_pins.get(session_id.replace("-", "").lower())
+        if pin is None:
+            raise ApiError(404, "not_found", "No open MCP session with that session_id; open GET /sse first.")
+        await _check_pin(scope, headers, pin, token=bearer_from_header(headers.get("authorization")) or _query(scope).get("token"))
+        scope[BINDING_SCOPE_KEY] = pin.binding
+        await self.sse.handle_post_message(scope, receive, send)
+
+    # Streamable HTTP
+
+    async def _serve_streamable(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        query = _query(scope)
+        token = bearer_from_header(headers.get("authorization")) or query.get("token")
+        session_id = headers.get("mcp-session-id")
+        manager = await self._manager()
+        if session_id is not None and session_id in self.http_pins:
+            pin = self.http_pins[session_id]
+            await _check_pin(scope, headers, pin, token=token, required=True)
+            scope[BINDING_SCOPE_KEY] = pin.binding
+            await self._serve_pinned(manager, session_id, scope, receive, send)
+            return
+        principal = await _authenticate(scope, headers, token)
+        agent_id = await resolve_session_agent(principal, query.get("agentId"))
+        binding = Binding(principal=principal, agent_id=agent_id, transport=TRANSPORT_STREAMABLE)
+        scope[BINDING_SCOPE_KEY] = binding
+        pin = Pin(binding, _digest(token or ""))
+
+        async def send_and_pin(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                for name, value in message.get("headers", []):
+                    if name.lower() == SESSION_HEADER:
+                        self.http_pins[value.decode("latin-1")] = pin
+            await send(message)
+
+        await manager.handle_request(scope, receive, send_and_pin)
+
+    async def _serve_pinned(
+        self, manager: StreamableHTTPSessionManager, session_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if scope["method"] == "GET":
+            # The GET stream is the session's only way to receive server-initiated messages.
+            await streams.opened(session_id)
+            try:
+                await manager.handle_request(scope, receive, send)
+            finally:
+                await streams.closed(session_id)
+            return
+        status: list[int] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await manager.handle_request(scope, receive, watch)
+        if scope["method"] == "DELETE" or (status and status[0] == 404):
+            self.http_pins.pop(session_id, None)
+
+    async def _manager(self) -> StreamableHTTPSessionManager:
+        """This event loop's session manager, started on first use (daphne sends no lifespan)."""
+        loop = asyncio.get_running_loop()
+        manager = self._managers.get(loop)
+        if manager is not None:
+            return manager
+        lock = self._manager_lock.setdefault(loop, asyncio.Lock())
+        async with lock:
+            manager = self._managers.get(loop)
+            if manager is None:
+                for old in [old for old in self._managers if old.is_closed()]:
+                    del self._managers[old]
+                    self._manager_lock.pop(old, None)
+                manager = StreamableHTTPSessionManager(
+                    app=get_server(),
+                    security_settings=sdk_security_settings(),
+                    max_request_body_size=MAX_BODY_BYTES,
+                )
+                started = asyncio.Event()
+                stop = asyncio.Event()
+
+                async def run_manager() -> None:
+                    async with manager.run():
+                        started.set()
+                        await stop.wait()
+
+                task = loop.create_task(run_manager())
+                await started.wait()
+                self._managers[loop] = manager
+
+                async def stop_manager() -> None:
+                    stop.set()
+                    await task
+
+                on_shutdown(stop_manager)
+                # Keep a reference so the task is not garbage-collected while it runs.
+                manager._comms_task = task  # type: ignore[attr-defined]
+        return manager
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+async def _authenticate(scope: Scope, headers: dict[str, str], token: str | None) -> Principal:
+    client = scope.get("client")
+    address = client_address_from(client[0] if client else None, headers.get("x-forwarded-for"))
+    return await sync_to_async(authenticate_token)(token, client_address=address)
+
+
+async def _check_pin(scope: Scope, headers: dict[str, str], pin: Pin, *, token: str | None, required: bool = False) -> None:
+    """A request for a pinned session must carry no credentials (SSE only) or the same principal's."""
+    if token is None:
+        if required:
+            raise ApiError(401, "missing_token", "Send Authorization: Bearer <token>.")
+        return
+    if hmac.compare_digest(_digest(token), pin.token_digest):
+        return
+    principal = await _authenticate(scope, headers, token)
+    if principal.key != pin.binding.principal.key:
+        raise ApiError(403, "forbidden", "This MCP session belongs to another identity.")
+
+
+async def resolve_session_agent(principal: Principal, agent_id: str | None) -> str | None:
+    """The agent a session registers for: an agent token's own; an admin token's named agent."""
+    if principal.role is Role.AGENT:
+        if agent_id and agent_id != principal.agent_id:
+            raise ApiError(403, "forbidden", "An agent token connects only as its own agent.", field="agentId")
+        return principal.agent_id
+    if not agent_id:
+        return None
+    agent = await sync_to_async(agent_get_for_principal)(principal, agent_id)
+    return str(agent.pk)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {key: values[0] for key, values in parse_qs(raw).items() if values}
+
+
+def _session_id_from_endpoint_event(body: bytes) -> str | None:
+    marker = b"session_id="
+    start = body.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    end = start
+    while end < len(body) and chr(body[end]) in "0123456789abcdef":
+        end += 1
+    return body[start:end].decode() or None
+
+
+async def send_error(send: Send, error: ApiError) -> None:
+    payload = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers += [(key.lower().encode(), value.encode()) for key, value in error.headers().items()]
+    if error.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="mcp"'))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -14,7 +14,8 @@ def orchestrator_token() -> str:
 
 @pytest.fixture
 def default_org(db: None) -> Organization:
-    return Organization.objects.get(pk="default")
+    # get_or_create: transactional tests (the live server ones) flush the migration's row.
+    return Organization.objects.get_or_create(pk="default", defaults={"name": "Default organization"})[0]
 
 
 @pytest.fixture
@@ -39,3 +40,7 @@ def make_agent(db: None, default_org: Organization):
         return agent, issued.token
 
     return make
+
+
+# Real-socket server fixtures: uvicorn in the test's loop, and a second process for the Redis tests.
+from tests.live_server import asgi_server, second_asgi_server  # noqa: E402,F401

@@ -1,0 +1,235 @@
+"""The MCP server: one tool per operation of `orchestrator.operations`, sessions bound to a principal.
+
+Built on the SDK's low-level `mcp.server.lowlevel.Server`, the engine that the high-level
+`MCPServer` wraps. `MCPServer` derives a tool's schema and argument validation from a Python
+function signature; ours come from the operation registry's pydantic models (the same ones REST
+validates with), and a refusal must come back as an `isError` result carrying the contract §3 body
+with `structuredContent`. The low-level server takes `tools/list` and `tools/call` handlers directly,
+so nothing is defined twice.
+
+Who is calling comes from the transport gate (`orchestrator.mcp_transport`): it authenticates each
+HTTP request (or finds the principal its session is pinned to) and puts a `Binding` in the ASGI
+scope, which the SDK hands to every handler as `ctx.request`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp_types import (
+    CallToolRequestParams,
+    CallToolResult,
+    EmptyResult,
+    ListToolsResult,
+    NotificationParams,
+    PaginatedRequestParams,
+    SetLevelRequestParams,
+    TextContent,
+    Tool,
+)
+
+from agents.principals import Principal
+from orchestrator import agent_registry, metrics
+from orchestrator.errors import ApiError
+from orchestrator.operations import Operation, operations_by_tool, render_text
+
+logger = logging.getLogger(__name__)
+
+BINDING_SCOPE_KEY = "comms.binding"
+TRANSPORT_SSE = "sse"
+TRANSPORT_STREAMABLE = "streamable-http"
+
+INSTRUCTIONS = (
+    "Communication channels for this agent: SMS, email, WhatsApp, LINE and voice. "
+    "Tools are named comms_<verb>. Inbound messages arrive as log notifications "
+    "(logger 'comms.inbound') while this session is open; otherwise fetch them with "
+    "comms_get_waiting_messages."
+)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Who a session (or one stateless request) acts as, and which agent it registers for."""
+
+    principal: Principal
+    agent_id: str | None
+    transport: str
+
+
+# --- tools ---------------------------------------------------------------------------------------
+
+
+@cache
+def _tools() -> dict[str, Operation]:
+    return operations_by_tool()
+
+
+@cache
+def _tool_list() -> ListToolsResult:
+    tools = [
+        Tool(
+            name=name,
+            description=op.description,
+            input_schema=op.input_model.model_json_schema(by_alias=True),
+        )
+        for name, op in sorted(_tools().items())
+    ]
+    return ListToolsResult(tools=tools)
+
+
+def tool_result(body: dict[str, Any], *, is_error: bool = False) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=render_text(body))],
+        structured_content=body,
+        is_error=is_error,
+    )
+
+
+async def _list_tools(ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None) -> ListToolsResult:
+    return _tool_list()
+
+
+async def _call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> CallToolResult:
+    operation = _tools().get(params.name)
+    if operation is None:
+        metrics.TOOL_CALLS.labels(tool="unknown", outcome="error").inc()
+        return tool_result({"error": f"No tool named {params.name!r}.", "code": "not_found"}, is_error=True)
+    binding = binding_of(ctx)
+    arguments = dict(params.arguments or {})
+    try:
+        if binding is None:
+            raise ApiError(401, "missing_token", "Send Authorization: Bearer <token>.")
+        if binding.agent_id and binding.principal.is_admin and "agentId" not in arguments:
+            # An org/orchestrator session registered for one agent acts on that agent by default.
+            arguments["agentId"] = binding.agent_id
+        result = await run_operation(operation, binding.principal, arguments)
+    except ApiError as exc:
+        metrics.TOOL_CALLS.labels(tool=params.name, outcome="error").inc()
+        return tool_result(exc.body(), is_error=True)
+    except Exception:
+        logger.exception("Tool %s failed", params.name)
+        metrics.TOOL_CALLS.labels(tool=params.name, outcome="error").inc()
+        return tool_result({"error": "Internal server error.", "code": "internal_error"}, is_error=True)
+    metrics.TOOL_CALLS.labels(tool=params.name, outcome="success").inc()
+    return tool_result(result)
+
+
+async def run_operation(operation: Operation, principal: Principal, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Operations are synchronous (ORM); run them in Django's thread as REST does."""
+    return await sync_to_async(operation.run)(principal, arguments)
+
+
+# --- session lifecycle ---------------------------------------------------------------------------
+
+
+def binding_of(ctx: ServerRequestContext[Any, Any]) -> Binding | None:
+    request = ctx.request
+    scope = getattr(request, "scope", None)
+    if not isinstance(scope, dict):
+        return None
+    binding = scope.get(BINDING_SCOPE_KEY)
+    return binding if isinstance(binding, Binding) else None
+
+
+def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
+    # The per-request ServerSession wraps the connection-scoped Connection, whose standalone
+    # channel carries server-initiated messages after the request is gone. The SDK does not
+    # expose it on the low-level context (only MCPServer's Context has `.connection`).
+    return ctx.session._connection  # noqa: SLF001
+
+
+async def _on_initialized(ctx: ServerRequestContext[Any, Any], params: NotificationParams) -> None:
+    binding = binding_of(ctx)
+    if binding is None or binding.agent_id is None:
+        return
+    connection = connection_of(ctx)
+    session = agent_registry.LiveSession(agent_id=binding.agent_id, connection=connection, transport=binding.transport)
+    connection.state["comms.live_session"] = session
+    connection.exit_stack.push_async_callback(_on_connection_closed, connection, session)
+    if binding.transport == TRANSPORT_SSE:
+        # The SSE stream is open for the session's whole life: it is reachable now.
+        await agent_registry.register_session(session)
+    else:
+        # Streamable HTTP reaches a client only while it holds its GET stream open.
+        await streams.attach(connection.session_id, session)
+
+
+async def _on_connection_closed(connection: Connection, session: agent_registry.LiveSession) -> None:
+    if connection.session_id:
+        streams.detach(connection.session_id)
+    await agent_registry.unregister_session(session)
+
+
+async def _set_logging_level(ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
+    # Recorded for the client's benefit; inbound events are always sent at `info`, because they
+    # are the agent's mail, not diagnostics a client may turn down.
+    connection_of(ctx).state["comms.log_level"] = params.level
+    return EmptyResult()
+
+
+class StreamTracker:
+    """Streamable HTTP: a session is registered for its agent only while a GET stream is open.
+
+    Without that stream the server cannot push anything, so the registry must not send there;
+    when the client drops the stream (or dies), the agent reads as disconnected at once.
+    """
+
+    def __init__(self) -> None:
+        self.open_streams: dict[str, int] = {}
+        self.sessions: dict[str, agent_registry.LiveSession] = {}
+
+    async def attach(self, session_id: str | None, session: agent_registry.LiveSession) -> None:
+        if session_id is None:
+            return
+        self.sessions[session_id] = session
+        if self.open_streams.get(session_id, 0) > 0:
+            await agent_registry.register_session(session)
+
+    def detach(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+        self.open_streams.pop(session_id, None)
+
+    async def opened(self, session_id: str) -> None:
+        self.open_streams[session_id] = self.open_streams.get(session_id, 0) + 1
+        session = self.sessions.get(session_id)
+        if session is not None and self.open_streams[session_id] == 1:
+            await agent_registry.register_session(session)
+
+    async def closed(self, session_id: str) -> None:
+        remaining = self.open_streams.get(session_id, 0) - 1
+        if remaining > 0:
+            self.open_streams[session_id] = remaining
+            return
+        self.open_streams.pop(session_id, None)
+        session = self.sessions.get(session_id)
+        if session is not None:
+            await agent_registry.unregister_session(session)
+
+
+streams = StreamTracker()
+
+
+@cache
+def get_server() -> Server[Any]:
+    """The one MCP server of the process, shared by the SSE and Streamable HTTP transports."""
+    server: Server[Any] = Server(
+        "agent-comms-orchestrator",
+        version=settings.VERSION,
+        instructions=INSTRUCTIONS,
+        on_list_tools=_list_tools,
+        on_call_tool=_call_tool,
+    )
+    # Registering logging/setLevel is what declares the `logging` capability (contract §5). Added
+    # here rather than as a constructor argument, which warns that 2026-07-28 drops logging: our
+    # push delivery is a handshake-era feature by design (see bench/README.md).
+    server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_logging_level)
+    server.add_notification_handler("notifications/initialized", NotificationParams, _on_initialized)
+    return server

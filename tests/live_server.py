@@ -1,0 +1,136 @@
+"""A real server on a real socket: uvicorn serving the project's ASGI application inside the test's
+event loop, on a random port. MCP, SSE and WebSocket tests connect to it with real clients.
+
+Tests that use it need committed data (the server reads the database from other threads), so the
+fixture depends on `transactional_db`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from django.db import connection
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+async def start_uvicorn(app: Any, *, host: str = "127.0.0.1") -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    # The test process owns signal handling; uvicorn must not replace pytest's handlers.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, port
+
+
+async def stop_uvicorn(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    # Open SSE streams would hold a graceful shutdown for ever; tests end their clients first.
+    server.force_exit = True
+    try:
+        await asyncio.wait_for(task, timeout=10)
+    except TimeoutError:
+        task.cancel()
+
+
+@pytest.fixture
+async def asgi_server(transactional_db: None) -> AsyncIterator[LiveServer]:
+    from orchestrator import agent_registry
+    from orchestrator.asgi import application
+    from orchestrator.lifespan import run_shutdown_hooks
+
+    server, task, port = await start_uvicorn(application)
+    try:
+        yield LiveServer("127.0.0.1", port)
+    finally:
+        await stop_uvicorn(server, task)
+        # lifespan="off" (as under daphne): run what a lifespan shutdown would.
+        await run_shutdown_hooks()
+        await agent_registry.shutdown()
+
+
+def shared_database_url() -> str | None:
+    """A DATABASE_URL under which another process sees this test run's database, if there is one."""
+    settings_dict = connection.settings_dict
+    engine = settings_dict["ENGINE"]
+    if "postgresql" in engine:
+        user = settings_dict.get("USER") or "postgres"
+        password = settings_dict.get("PASSWORD") or ""
+        host = settings_dict.get("HOST") or "127.0.0.1"
+        port = settings_dict.get("PORT") or 5432
+        auth = f"{user}:{password}@" if password else f"{user}@"
+        return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+    name = str(settings_dict.get("NAME") or "")
+    if "sqlite" in engine and name and "memory" not in name and os.path.exists(name):
+        return f"sqlite:///{name}"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def second_asgi_server(transactional_db: None) -> Iterator[LiveServer]:
+    """Another server process (uvicorn in a subprocess) sharing this test's database and Redis."""
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        pytest.skip("needs REDIS_URL: two processes share agent sessions only through Redis")
+    database_url = shared_database_url()
+    if database_url is None:
+        pytest.skip("needs a database another process can open (PostgreSQL, or SQLite in a file via DATABASE_URL)")
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PYTHONPATH=str(REPO_ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "orchestrator.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"second server exited with {process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield LiveServer("127.0.0.1", port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
