@@ -51,6 +51,17 @@ LINE_API_BASE_URL = env.url("LINE_API_BASE_URL", None)
 VOICE_DEFAULT_GREETING = env.str("VOICE_DEFAULT_GREETING", "Hello! How can I help you today?")
 VOICE_DEFAULT_LANGUAGE = env.str("VOICE_DEFAULT_LANGUAGE", "en-US")
 VOICE_AI_DISCLOSURE = env.bool("VOICE_AI_DISCLOSURE", True)
+# USD list prices used when a provider reports no cost (and for every sandbox send). Per SMS/WhatsApp
+# segment, per email, per LINE push, per call minute, per 1,000 TTS characters, per number-month.
+PROVIDER_PRICES: dict[str, str] = {
+    "sms": "0.0083",
+    "whatsapp": "0.0050",
+    "email": "0.0004",
+    "line": "0.0000",
+    "voice": "0.0140",
+    "tts": "0.3000",
+    "number": "1.1500",
+}
 
 # --- auth ------------------------------------------------------------------------------
 AUTH_FAILURE_LIMIT: int = env.int("AUTH_FAILURE_LIMIT", 10, minimum=1)
