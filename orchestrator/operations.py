@@ -127,6 +127,8 @@ def render_text(result: dict[str, Any]) -> str:
 # Modules that declare operations; imported once so OPERATIONS is complete before URLs or tools are built.
 OPERATION_MODULES: list[str] = [
     "orchestrator.ops_health",
+    "channels_app.ops_messaging",
+    "agents.ops_agents",
 ]
 
 

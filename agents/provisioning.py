@@ -1,0 +1,292 @@
+"""Provision and deprovision an agent's channels (contract §6.1, issue 4 item 5).
+
+Provisioning buys a number (live: Twilio search + purchase with our webhook URLs; demo: the sandbox
+provider's fictional range), then creates the agent, its addresses and its WhatsApp sender claim in one
+transaction. Only the purchase happens outside the database, so a failure after it releases the number
+and the rollback removes everything else: nothing is left half-provisioned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import (
+    AddressKind,
+    Agent,
+    AgentStatus,
+    ChannelAddress,
+    Organization,
+    PhoneNumber,
+    WhatsAppSender,
+)
+from agents.services import AgentAddresses, agent_create, agent_deactivate, default_email_address
+from channels_app.providers.base import ProviderError, ProviderNotConfigured, PurchasedNumber, webhook_url
+from orchestrator.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+CAPABILITIES = ("sms", "voice", "email", "whatsapp", "line")
+WEBHOOK_ROUTES = {
+    "sms": "sms",
+    "whatsapp": "whatsapp",
+    "email": "email",
+    "line": "line",
+    "voice": "voice",
+    "callStatus": "call-status",
+    "messageStatus": "message-status",
+}
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    display_name: str
+    capabilities: tuple[str, ...]
+    agent_id: str | None = None
+    country: str = "US"
+    greeting: str = ""
+    system_prompt: str = ""
+    voice: str = ""
+    language: str = ""
+    email_domain: str | None = None
+    callback_url: str = ""
+    line: dict[str, str] = field(default_factory=dict)
+
+
+def webhook_urls(agent_id: str) -> dict[str, str]:
+    return {name: webhook_url(agent_id, route) for name, route in WEBHOOK_ROUTES.items()}
+
+
+def _provider_error(error: ProviderError | ProviderNotConfigured) -> ApiError:
+    from channels_app.services import provider_api_error
+
+    return provider_api_error(error)
+
+
+def _buy_number(*, agent_id: str, country: str) -> PurchasedNumber:
+    """Search and buy one number for the country, webhooks pointed at this agent."""
+    from channels_app.providers.registry import telephony_provider
+
+    try:
+        telephony = telephony_provider()
+        available = telephony.search_numbers(country, limit=1)
+        if not available:
+            raise ApiError(409, "number_unavailable", f"No phone number is available to buy in {country}.",
+                           field="country", hint="Try another country, or add numbers to the pool in the admin.")
+        return telephony.purchase_number(available[0].number, agent_id=agent_id, country=country)
+    except (ProviderError, ProviderNotConfigured) as exc:
+        raise _provider_error(exc) from None
+
+
+def _release_number(sid: str) -> None:
+    from channels_app.providers.registry import telephony_provider
+
+    telephony_provider().release_number(sid)
+
+
+def _validate(request: ProvisionRequest) -> None:
+    if not request.display_name.strip():
+        raise ApiError(400, "invalid_request", "displayName must not be empty.", field="displayName")
+    if not request.capabilities:
+        raise ApiError(400, "invalid_request", "Ask for at least one capability.", field="capabilities")
+    unknown = [c for c in request.capabilities if c not in CAPABILITIES]
+    if unknown:
+        raise ApiError(400, "invalid_request", f"Unknown capability {unknown[0]!r}; use {', '.join(CAPABILITIES)}.",
+                       field="capabilities")
+    if len(request.country) != 2 or not request.country.isalpha():
+        raise ApiError(400, "invalid_request", "country is a two-letter ISO code such as US.", field="country")
+    if "line" in request.capabilities and not settings.DEMO_MODE and not request.line.get("channelAccessToken") \
+            and not settings.LINE_CHANNEL_ACCESS_TOKEN:
+        raise ApiError(400, "invalid_request", "LINE needs line.channelAccessToken and line.channelSecret "
+                       "(or a default LINE channel in LINE_CHANNEL_ACCESS_TOKEN).", field="line")
+
+
+def _email_address(agent_id: str, email_domain: str | None) -> str:
+    if not email_domain:
+        return default_email_address(agent_id)
+    from channels_app.addresses import normalize_email
+
+    return normalize_email(f"{agent_id}@{email_domain}", field="emailDomain")
+
+
+def _claim_whatsapp_sender(agent: Agent) -> WhatsAppSender:
+    """Take a free sender from the pool; a conditional UPDATE so two provisions never share one."""
+    for candidate in WhatsAppSender.objects.filter(agent__isnull=True).order_by("pk").values_list("pk", flat=True)[:5]:
+        if WhatsAppSender.objects.filter(pk=candidate, agent__isnull=True).update(agent=agent):
+            return WhatsAppSender.objects.get(pk=candidate)
+    raise ApiError(409, "whatsapp_sender_unavailable", "No free WhatsApp sender in the pool.",
+                   field="capabilities", hint="Add one with POST /admin/api/whatsapp-senders, or provision without "
+                   "whatsapp.")
+
+
+def _demo_whatsapp_sender(number: str | None, country: str) -> None:
+    """Demo mode has no real senders: when the pool is empty, a sandbox number (the agent's own when it
+    has one) becomes one."""
+    if WhatsAppSender.objects.filter(agent__isnull=True).exists():
+        return
+    if number is None:
+        from channels_app.providers.sandbox import sandbox_numbers
+
+        taken = set(WhatsAppSender.objects.values_list("phone_number", flat=True))
+        number = next((n for n in sandbox_numbers(country) if n not in taken), None)
+    if number:
+        WhatsAppSender.objects.get_or_create(phone_number=number, defaults={"sender_sid": "sandbox"})
+
+
+def agent_provision(*, organization: Organization, request: ProvisionRequest) -> dict[str, Any]:
+    """Create an agent with the channels asked for; returns the §6.1 provision body (token shown once)."""
+    _validate(request)
+    if request.agent_id and Agent.objects.filter(pk=request.agent_id).exists():
+        raise ApiError(409, "agent_exists", f"Agent {request.agent_id!r} already exists.", field="agentId")
+    wants_whatsapp = "whatsapp" in request.capabilities
+    if wants_whatsapp and not settings.DEMO_MODE and not WhatsAppSender.objects.filter(agent__isnull=True).exists():
+        # Checked before buying a number: a refusal should not cost a purchase and a release.
+        raise ApiError(409, "whatsapp_sender_unavailable", "No free WhatsApp sender in the pool.",
+                       field="capabilities", hint="Add one with POST /admin/api/whatsapp-senders.")
+    from agents.services import validate_identifier
+
+    agent_id = validate_identifier(request.agent_id, field="agentId") if request.agent_id else None
+    if agent_id is None:
+        import secrets
+
+        agent_id = "agent-" + secrets.token_hex(4)
+    wants_phone = bool({"sms", "voice"} & set(request.capabilities))
+    purchased = _buy_number(agent_id=agent_id, country=request.country.upper()) if wants_phone else None
+    try:
+        return _create_agent(organization=organization, request=request, agent_id=agent_id, purchased=purchased)
+    except BaseException:
+        if purchased is not None:
+            try:
+                _release_number(purchased.sid)
+            except Exception:  # the original failure matters more; an operator can release by hand
+                logger.exception("Could not release %s after a failed provision of %s", purchased.number, agent_id)
+        raise
+
+
+@transaction.atomic
+def _create_agent(
+    *, organization: Organization, request: ProvisionRequest, agent_id: str, purchased: PurchasedNumber | None
+) -> dict[str, Any]:
+    caps = set(request.capabilities)
+    email = _email_address(agent_id, request.email_domain) if "email" in caps else None
+    agent, issued, callback_secret = agent_create(
+        organization=organization,
+        display_name=request.display_name.strip(),
+        agent_id=agent_id,
+        addresses=AgentAddresses(phone=purchased.number if purchased else None, email=email, line="line" in caps),
+        greeting=request.greeting,
+        system_prompt=request.system_prompt,
+        voice=request.voice,
+        language=request.language,
+        callback_url=request.callback_url,
+        line_channel_access_token=request.line.get("channelAccessToken", ""),
+        line_channel_secret=request.line.get("channelSecret", ""),
+    )
+    if purchased is not None:
+        PhoneNumber.objects.update_or_create(
+            number=purchased.number,
+            defaults={"agent": agent, "country": purchased.country, "provider_sid": purchased.sid,
+                      "is_sandbox": settings.DEMO_MODE},
+        )
+        ChannelAddress.objects.filter(agent=agent, kind=AddressKind.PHONE).update(provider_sid=purchased.sid)
+    whatsapp_number = None
+    if "whatsapp" in caps:
+        if settings.DEMO_MODE:
+            _demo_whatsapp_sender(purchased.number if purchased else None, request.country.upper())
+        sender = _claim_whatsapp_sender(agent)
+        whatsapp_number = sender.phone_number
+        ChannelAddress.objects.create(agent=agent, kind=AddressKind.WHATSAPP, address=sender.phone_number,
+                                      provider_sid=sender.sender_sid)
+    number = purchased.number if purchased else None
+    return {
+        "success": True,
+        "agentId": agent.pk,
+        "orgId": organization.pk,
+        "displayName": agent.display_name,
+        "securityToken": issued.token,
+        "callbackSecret": callback_secret,
+        "channels": {
+            "phone": {"number": number, "status": "active"} if "sms" in caps else None,
+            "whatsapp": {"number": whatsapp_number, "status": "active"} if whatsapp_number else None,
+            "email": {"address": email, "status": "active"} if email else None,
+            "voiceAi": {"number": number, "status": "active"} if "voice" in caps else None,
+            "line": {"status": "active"} if "line" in caps else None,
+        },
+        "webhookUrls": webhook_urls(agent.pk),
+    }
+
+
+def agent_deprovision(*, agent: Agent, release_number: bool = True) -> dict[str, Any]:
+    """Release the agent's number (or keep it in the pool), return its WhatsApp sender, revoke its tokens."""
+    numbers = list(PhoneNumber.objects.filter(agent=agent))
+    released = False
+    if release_number:
+        for number in numbers:
+            if number.provider_sid:
+                try:
+                    _release_number(number.provider_sid)
+                except (ProviderError, ProviderNotConfigured) as exc:
+                    # Nothing changed yet: the agent stays provisioned and the caller can retry.
+                    raise _provider_error(exc) from None
+            released = True
+    with transaction.atomic():
+        if release_number:
+            PhoneNumber.objects.filter(pk__in=[n.pk for n in numbers]).delete()
+        else:
+            PhoneNumber.objects.filter(agent=agent).update(agent=None)
+        WhatsAppSender.objects.filter(agent=agent).update(agent=None)
+        ChannelAddress.objects.filter(agent=agent, released_at__isnull=True).update(released_at=timezone.now(),
+                                                                                   status="released")
+        revoked = agent_deactivate(agent=agent)
+    return {"success": True, "agentId": agent.pk, "status": AgentStatus.DEPROVISIONED, "numberReleased": released,
+            "revokedTokens": revoked}
+
+
+def agent_channel_status(*, agent: Agent) -> dict[str, Any]:
+    """The §6.1 channel-status body: the agent's addresses, blocks and whether a session is live."""
+    addresses = {
+        kind: address
+        for kind, address in ChannelAddress.objects.filter(agent=agent, released_at__isnull=True)
+        .order_by("created_at")
+        .values_list("kind", "address")
+    }
+    deprovisioned = agent.status == AgentStatus.DEPROVISIONED
+    state = "deprovisioned" if deprovisioned else "active"
+    phone = addresses.get(AddressKind.PHONE)
+    return {
+        "agentId": agent.pk,
+        "displayName": agent.display_name,
+        "status": agent.status,
+        "blockedChannels": list(agent.blocked_channels or []),
+        "channels": {
+            "phone": {"number": phone, "status": state} if phone else None,
+            "whatsapp": {"number": addresses[AddressKind.WHATSAPP], "status": state}
+            if AddressKind.WHATSAPP in addresses else None,
+            "email": {"address": addresses.get(AddressKind.EMAIL) or default_email_address(agent.pk),
+                      "status": state if AddressKind.EMAIL in addresses else "default"}
+            if not deprovisioned else None,
+            "voiceAi": {"number": phone, "status": state} if phone else None,
+            "line": {"status": state} if AddressKind.LINE in addresses else None,
+        },
+        "connected": False if deprovisioned else agent_connected(agent.pk),
+    }
+
+
+def agent_connected(agent_id: str) -> bool:
+    """Whether the agent has a live MCP session in any process (the agent registry's answer)."""
+    try:
+        from orchestrator.agent_registry import is_agent_connected
+    except ImportError:  # the registry is optional in a stripped-down deployment
+        return False
+    try:
+        # The registry is async (it may ask other processes over the channel layer).
+        return bool(async_to_sync(is_agent_connected)(agent_id))
+    except Exception:
+        logger.warning("Agent registry lookup failed for %s", agent_id, exc_info=True)
+        return False

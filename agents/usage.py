@@ -1,0 +1,467 @@
+"""Usage counters, limits, billing and consent: the services and selectors behind usage, billing,
+agent-limits and the consent tools (contract §6.1, §6.2, §7).
+
+Limits are enforced on UsageBucket rows: one counter row per (scope, window), bumped by a conditional
+UPDATE that only matches while the limit still has room. The database serialises concurrent UPDATEs of
+the same row (PostgreSQL row lock, SQLite's IMMEDIATE transaction), so N concurrent sends against a
+limit L let exactly L through, and a check touches a handful of rows however long the history is.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
+
+from agents.models import Agent, AgentLimits, Consent, ConsentType, OptOut, Organization, UsageBucket, UsageRecord
+from orchestrator import metrics
+from orchestrator.errors import ApiError
+
+Scope = UsageBucket.Scope
+Window = UsageBucket.Window
+
+# API field name → AgentLimits attribute (contract §6.1 agent-limits).
+LIMIT_FIELDS: dict[str, str] = {
+    "maxActionsPerMinute": "max_actions_per_minute",
+    "maxActionsPerHour": "max_actions_per_hour",
+    "maxActionsPerDay": "max_actions_per_day",
+    "maxSpendPerDay": "max_spend_per_day",
+    "maxSpendPerMonth": "max_spend_per_month",
+    "maxCallsPerDaySameNumber": "max_calls_per_day_same_number",
+}
+SPEND_FIELDS = {"maxSpendPerDay", "maxSpendPerMonth"}
+MONEY = Decimal("0.000001")
+
+
+# --- windows ------------------------------------------------------------------------------------
+
+
+def window_start(window: str, now: datetime) -> datetime:
+    """The UTC start of the window that contains `now`."""
+    now = now.astimezone(UTC)
+    if window == Window.MINUTE:
+        return now.replace(second=0, microsecond=0)
+    if window == Window.HOUR:
+        return now.replace(minute=0, second=0, microsecond=0)
+    if window == Window.DAY:
+        return now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def window_end(window: str, start: datetime) -> datetime:
+    if window == Window.MINUTE:
+        return start + timedelta(minutes=1)
+    if window == Window.HOUR:
+        return start + timedelta(hours=1)
+    if window == Window.DAY:
+        return start + timedelta(days=1)
+    days = calendar.monthrange(start.year, start.month)[1]
+    return start + timedelta(days=days)
+
+
+# --- reservations ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    scope: str
+    scope_id: str
+    window: str
+    start: datetime
+    max_actions: int | None
+    max_spend: Decimal | None
+    actions_limit_type: str
+    spend_limit_type: str
+
+    def key(self) -> Q:
+        return Q(scope=self.scope, scope_id=self.scope_id, window=self.window, window_start=self.start)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What usage_reserve counted, so it can be released (provider refused) or re-priced (actual cost)."""
+
+    keys: tuple[Q, ...]
+    spend: Decimal
+
+    def where(self) -> Q:
+        combined = Q()
+        for key in self.keys:
+            combined |= key
+        return combined
+
+
+def _bucket_specs(agent: Agent, limits: AgentLimits, organization: Organization, now: datetime) -> list[BucketSpec]:
+    """Agent minute/hour/day/month, then the organization's day/month spend — always in this order,
+    so concurrent reservations lock rows in the same order and cannot deadlock."""
+    specs = [
+        BucketSpec(Scope.AGENT, agent.pk, Window.MINUTE, window_start(Window.MINUTE, now),
+                   limits.max_actions_per_minute, None, "per_minute", ""),
+        BucketSpec(Scope.AGENT, agent.pk, Window.HOUR, window_start(Window.HOUR, now),
+                   limits.max_actions_per_hour, None, "per_hour", ""),
+        BucketSpec(Scope.AGENT, agent.pk, Window.DAY, window_start(Window.DAY, now),
+                   limits.max_actions_per_day, limits.max_spend_per_day, "per_day", "spend_day"),
+        BucketSpec(Scope.AGENT, agent.pk, Window.MONTH, window_start(Window.MONTH, now),
+                   None, limits.max_spend_per_month, "", "spend_month"),
+    ]
+    # Organization caps are unlimited until set; their counters are still kept for reports.
+    specs.append(BucketSpec(Scope.ORG, organization.pk, Window.DAY, window_start(Window.DAY, now),
+                            None, organization.max_spend_per_day, "", "org_spend_day"))
+    specs.append(BucketSpec(Scope.ORG, organization.pk, Window.MONTH, window_start(Window.MONTH, now),
+                            None, organization.max_spend_per_month, "", "org_spend_month"))
+    return specs
+
+
+def _bump(spec: BucketSpec, cost: Decimal) -> int:
+    condition = spec.key()
+    if spec.max_actions is not None:
+        condition &= Q(actions__lt=spec.max_actions)
+    if spec.max_spend is not None:
+        condition &= Q(spend__lte=spec.max_spend - cost)
+    return UsageBucket.objects.filter(condition).update(actions=F("actions") + 1, spend=F("spend") + cost)
+
+
+def _refusal(spec: BucketSpec, cost: Decimal, now: datetime) -> ApiError:
+    row = UsageBucket.objects.filter(spec.key()).first()
+    retry_after = max(1, math.ceil((window_end(spec.window, spec.start) - now).total_seconds()))
+    if row is not None and spec.max_actions is not None and row.actions >= spec.max_actions:
+        limit_type = spec.actions_limit_type
+        metrics.RATE_LIMIT_HITS.labels(limit_type=limit_type).inc()
+        return ApiError(
+            429,
+            "rate_limited",
+            f"Rate limit reached: {spec.max_actions} actions {limit_type.replace('_', ' ')}.",
+            retry_after=retry_after,
+            limitType=limit_type,
+            limit=spec.max_actions,
+        )
+    limit_type = spec.spend_limit_type
+    metrics.RATE_LIMIT_HITS.labels(limit_type=limit_type).inc()
+    return ApiError(
+        429,
+        "spend_limit_reached",
+        f"Spend cap reached ({limit_type}: ${spec.max_spend}); this action would cost ${cost}.",
+        retry_after=retry_after,
+        limitType=limit_type,
+        limit=float(spec.max_spend or 0),
+    )
+
+
+def per_number_scope_id(agent_id: str, number: str) -> str:
+    """The bucket id for calls from one agent to one number (hashed: ids are limited to 64 characters)."""
+    return "n:" + hashlib.sha256(f"{agent_id}|{number}".encode()).hexdigest()[:40]
+
+
+def usage_reserve(
+    *,
+    agent: Agent,
+    limits: AgentLimits,
+    organization: Organization,
+    cost: Decimal,
+    call_to: str | None = None,
+    now: datetime | None = None,
+) -> Reservation:
+    """Count one action of estimated `cost` against every limit, or raise 429 and count nothing.
+
+    `call_to` (calls only) also counts against maxCallsPerDaySameNumber. Must run inside
+    transaction.atomic(): a refusal raises, and the rollback undoes the buckets already bumped.
+    """
+    now = now or timezone.now()
+    specs = _bucket_specs(agent, limits, organization, now)
+    if call_to:
+        specs.insert(4, BucketSpec(Scope.AGENT, per_number_scope_id(agent.pk, call_to), Window.DAY,
+                                   window_start(Window.DAY, now), limits.max_calls_per_day_same_number, None,
+                                   "calls_per_number", ""))
+    for spec in specs:
+        if _bump(spec, cost):
+            continue
+        # Either the window's row does not exist yet (first action in it), or the limit is reached.
+        if not UsageBucket.objects.filter(spec.key()).exists():
+            UsageBucket.objects.bulk_create(
+                [UsageBucket(scope=spec.scope, scope_id=spec.scope_id, window=spec.window, window_start=spec.start)],
+                ignore_conflicts=True,
+            )
+            if _bump(spec, cost):
+                continue
+        raise _refusal(spec, cost, now)
+    return Reservation(keys=tuple(spec.key() for spec in specs), spend=cost)
+
+
+def usage_release(*, reservation: Reservation) -> None:
+    """Give back a reservation whose action did not happen (the provider refused): nothing is counted."""
+    UsageBucket.objects.filter(reservation.where()).update(
+        actions=F("actions") - 1, spend=F("spend") - reservation.spend
+    )
+
+
+def usage_commit(
+    *,
+    reservation: Reservation,
+    agent: Agent,
+    action_type: str,
+    channel: str,
+    cost: Decimal | None,
+    reference: str = "",
+) -> None:
+    """Record a completed action; re-price the reservation when the real cost differs from the estimate."""
+    if cost is not None and cost != reservation.spend:
+        UsageBucket.objects.filter(reservation.where()).update(spend=F("spend") + (cost - reservation.spend))
+    UsageRecord.objects.create(
+        agent=agent,
+        organization_id=agent.organization_id,
+        action_type=action_type,
+        channel=channel,
+        provider_cost=cost if cost is not None else reservation.spend,
+        reference=reference,
+    )
+
+
+def usage_cost_adjust(*, agent: Agent, reference: str, cost: Decimal, at: datetime) -> None:
+    """A provider priced an action after the fact (status callback): move the counters and the record."""
+    record = UsageRecord.objects.filter(agent=agent, reference=reference).first()
+    if record is None or record.provider_cost == cost:
+        return
+    delta = cost - (record.provider_cost or Decimal("0"))
+    with transaction.atomic():
+        UsageRecord.objects.filter(pk=record.pk).update(provider_cost=cost)
+        keys = Q()
+        for window in (Window.DAY, Window.MONTH):
+            keys |= Q(scope=Scope.AGENT, scope_id=agent.pk, window=window, window_start=window_start(window, at))
+            keys |= Q(scope=Scope.ORG, scope_id=agent.organization_id, window=window,
+                      window_start=window_start(window, at))
+        UsageBucket.objects.filter(keys).update(spend=F("spend") + delta)
+
+
+# --- limits ----------------------------------------------------------------------------------------
+
+
+def limits_object(limits: AgentLimits) -> dict[str, Any]:
+    return {
+        "maxActionsPerMinute": limits.max_actions_per_minute,
+        "maxActionsPerHour": limits.max_actions_per_hour,
+        "maxActionsPerDay": limits.max_actions_per_day,
+        "maxSpendPerDay": float(limits.max_spend_per_day),
+        "maxSpendPerMonth": float(limits.max_spend_per_month),
+        "maxCallsPerDaySameNumber": limits.max_calls_per_day_same_number,
+    }
+
+
+def agent_limits_get(*, agent: Agent) -> AgentLimits:
+    limits, _ = AgentLimits.objects.get_or_create(agent=agent)
+    return limits
+
+
+@transaction.atomic
+def agent_limits_update(*, agent: Agent, changes: dict[str, int | Decimal]) -> AgentLimits:
+    """Partial update of an agent's limits: only the fields given change (API names, contract §6.1)."""
+    if not changes:
+        raise ApiError(400, "invalid_request", "Give at least one limit to change.", field="limits")
+    values: dict[str, int | Decimal] = {}
+    for name, value in changes.items():
+        if name not in LIMIT_FIELDS:
+            continue  # unknown fields are ignored (contract §3)
+        if value < 0:
+            raise ApiError(400, "invalid_request", f"{name} must not be negative.", field=f"limits.{name}")
+        values[LIMIT_FIELDS[name]] = value
+    agent_limits_get(agent=agent)
+    if values:
+        AgentLimits.objects.filter(agent=agent).update(**values, updated_at=timezone.now())
+    return AgentLimits.objects.get(agent=agent)
+
+
+# --- usage and billing reports -----------------------------------------------------------------------
+
+
+PERIODS = ("today", "week", "month", "all")
+
+
+def period_start(period: str, now: datetime) -> datetime | None:
+    if period == "today":
+        return window_start(Window.DAY, now)
+    if period == "week":
+        day = window_start(Window.DAY, now)
+        return day - timedelta(days=day.weekday())
+    if period == "month":
+        return window_start(Window.MONTH, now)
+    return None
+
+
+def _records(agent: Agent, period: str, now: datetime) -> Any:
+    records = UsageRecord.objects.filter(agent=agent)
+    start = period_start(period, now)
+    return records.filter(created_at__gte=start) if start else records
+
+
+def _money(value: Decimal | None) -> float:
+    return float((value or Decimal("0")).quantize(MONEY))
+
+
+def current_usage(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
+    """The counters the limits are checked against, read from this window's buckets."""
+    now = now or timezone.now()
+    rows = {
+        row.window: row
+        for row in UsageBucket.objects.filter(
+            Q(window=Window.MINUTE, window_start=window_start(Window.MINUTE, now))
+            | Q(window=Window.HOUR, window_start=window_start(Window.HOUR, now))
+            | Q(window=Window.DAY, window_start=window_start(Window.DAY, now))
+            | Q(window=Window.MONTH, window_start=window_start(Window.MONTH, now)),
+            scope=Scope.AGENT,
+            scope_id=agent.pk,
+        )
+    }
+
+    def actions(window: str) -> int:
+        return rows[window].actions if window in rows else 0
+
+    def spend(window: str) -> float:
+        return _money(rows[window].spend) if window in rows else 0.0
+
+    return {
+        "actionsThisMinute": actions(Window.MINUTE),
+        "actionsThisHour": actions(Window.HOUR),
+        "actionsToday": actions(Window.DAY),
+        "spendToday": spend(Window.DAY),
+        "spendThisMonth": spend(Window.MONTH),
+    }
+
+
+def usage_dashboard(*, agent: Agent, period: str, now: datetime | None = None) -> dict[str, Any]:
+    """Actions and costs of one agent over a period, with its limits and current counters."""
+    if period not in PERIODS:
+        raise ApiError(400, "invalid_request", f"period must be one of {', '.join(PERIODS)}.", field="period")
+    now = now or timezone.now()
+    records = _records(agent, period, now)
+    actions = {row["action_type"]: row["n"] for row in records.values("action_type").annotate(n=Count("id"))}
+    costs = {
+        row["channel"]: _money(row["cost"])
+        for row in records.values("channel").annotate(cost=Sum("provider_cost")).order_by("channel")
+    }
+    return {
+        "agentId": agent.pk,
+        "period": period,
+        "actions": actions,
+        "totalActions": sum(actions.values()),
+        "costsByChannel": costs,
+        "totalCost": round(sum(costs.values()), 6),
+        "limits": limits_object(agent_limits_get(agent=agent)),
+        "currentUsage": current_usage(agent=agent, now=now),
+    }
+
+
+def billing_cost(provider_cost: Decimal, markup_percent: Decimal) -> Decimal:
+    """Provider cost with the agent's markup; an explicit markup of 0 bills at cost."""
+    return (provider_cost * (Decimal("100") + markup_percent) / Decimal("100")).quantize(MONEY)
+
+
+def billing_summary(*, agent: Agent, period: str, now: datetime | None = None) -> dict[str, Any]:
+    """Provider cost and billed cost (with markup) per channel over a period."""
+    if period not in PERIODS:
+        raise ApiError(400, "invalid_request", f"period must be one of {', '.join(PERIODS)}.", field="period")
+    now = now or timezone.now()
+    markup = agent.markup_percent if agent.markup_percent is not None else Decimal("0")
+    by_channel: dict[str, dict[str, Any]] = {}
+    total = Decimal("0")
+    rows = (
+        _records(agent, period, now)
+        .values("channel")
+        .annotate(cost=Sum("provider_cost"), n=Count("id"))
+        .order_by("channel")
+    )
+    for row in rows:
+        cost = row["cost"] or Decimal("0")
+        total += cost
+        by_channel[row["channel"]] = {
+            "providerCost": _money(cost),
+            "billingCost": _money(billing_cost(cost, markup)),
+            "count": row["n"],
+        }
+    return {
+        "agentId": agent.pk,
+        "period": period,
+        "providerCost": _money(total),
+        "billingCost": _money(billing_cost(total, markup)),
+        "markupPercent": float(markup),
+        "tier": agent.tier,
+        "byChannel": by_channel,
+    }
+
+
+# --- consent and opt-outs ------------------------------------------------------------------------------
+
+
+def consent_object(consent: Consent) -> dict[str, Any]:
+    return {
+        "consentId": consent.pk,
+        "agentId": consent.agent_id,
+        "contactAddress": consent.contact,
+        "channel": consent.channel,
+        "consentType": consent.consent_type,
+        "source": consent.source,
+        "notes": consent.notes,
+        "recordedAt": consent.created_at.isoformat(),
+        "revokedAt": consent.revoked_at.isoformat() if consent.revoked_at else None,
+    }
+
+
+@transaction.atomic
+def consent_record(
+    *, agent: Agent, channel: str, contact: str, consent_type: str, source: str = "", notes: str = ""
+) -> Consent:
+    """Record a contact's consent. It does not lift an opt-out: only the contact's START does."""
+    if consent_type not in ConsentType.values:
+        raise ApiError(
+            400, "invalid_request", f"consentType must be one of {', '.join(ConsentType.values)}.", field="consentType"
+        )
+    return Consent.objects.create(
+        agent=agent, channel=channel, contact=contact, consent_type=consent_type, source=source, notes=notes
+    )
+
+
+@transaction.atomic
+def consent_revoke(*, agent: Agent, channel: str, contact: str) -> int:
+    """Withdraw consent; it also records an opt-out (keyword REVOKE, as in contract §8), so sends stop."""
+    revoked = Consent.objects.filter(agent=agent, channel=channel, contact=contact, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    opt_out_record(agent=agent, channel=channel, contact=contact, keyword="REVOKE")
+    return revoked
+
+
+def opt_out_record(*, agent: Agent, channel: str, contact: str, keyword: str) -> None:
+    OptOut.objects.get_or_create(agent=agent, channel=channel, contact=contact, defaults={"keyword": keyword})
+
+
+def consent_status(*, agent: Agent, channel: str, contact: str) -> dict[str, Any]:
+    """Whether the contact consented (latest unrevoked consent) and whether they opted out."""
+    consent = (
+        Consent.objects.filter(agent=agent, channel=channel, contact=contact, revoked_at__isnull=True)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    opted_out = OptOut.objects.filter(agent=agent, channel__in=opt_out_channels(channel), contact=contact).exists()
+    return {
+        "agentId": agent.pk,
+        "contactAddress": contact,
+        "channel": channel,
+        "hasConsent": consent is not None,
+        "consentType": consent.consent_type if consent else None,
+        "recordedAt": consent.created_at.isoformat() if consent else None,
+        "optedOut": opted_out,
+        "canContact": not opted_out,
+    }
+
+
+def opt_out_channels(channel: str) -> tuple[str, ...]:
+    """The opt-out records that bar `channel`: a STOP by text also bars calls to the same number."""
+    if channel == "voice":
+        return ("voice", "sms")
+    return (channel,)

@@ -1,0 +1,138 @@
+"""Messaging operations (contract §6.1, §7): send-message, waiting-messages and the consent tools.
+
+Each is one input model and one thin handler; REST views and MCP tools are generated from them.
+Consent tools also answer over REST: POST /api/v1/consent/record, /consent/revoke, GET /consent/check.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agents.principals import Principal, resolve_agent_id
+from agents.selectors import agent_get_for_principal
+from agents.usage import consent_object, consent_record, consent_revoke, consent_status
+from channels_app.addresses import normalize_recipient
+from channels_app.delivery import messages_take_waiting
+from channels_app.services import SendRequest, message_send
+from orchestrator.operations import OperationInput, operation
+
+MessageChannel = Literal["sms", "email", "whatsapp", "line"]
+ContactChannel = Literal["sms", "email", "whatsapp", "line", "voice"]
+
+
+class SendMessageInput(OperationInput):
+    agent_id: str | None = Field(default=None, description="Optional with an agent token (taken from it).")
+    to: str = Field(description="E.164 number (sms, whatsapp), email address, or LINE user id.")
+    body: str = Field(description="The text, sent byte-exact.")
+    channel: MessageChannel = "sms"
+    subject: str | None = Field(default=None, description="Required for email.")
+    html: str | None = None
+    template_id: str | None = Field(default=None, description="WhatsApp template (Content SID); needed outside "
+                                    "the 24-hour window.")
+    template_vars: dict[str, Any] | None = None
+    media_urls: list[str] | None = Field(default=None, description="Media by http(s) URL.")
+    media_url: str | None = Field(default=None, description="A single media URL (same as mediaUrls: [url]).")
+    idempotency_key: str | None = Field(default=None, max_length=200, description="Same key within 24 h: the "
+                                        "first result is returned and nothing is sent again.")
+
+
+@operation(
+    path="send-message",
+    method="POST",
+    tool="comms_send_message",
+    input_model=SendMessageInput,
+    summary="Send an SMS, email, WhatsApp or LINE message",
+    description="Send a message from the agent's own number or address. Policy checks (blocked channels, "
+    "opt-outs, rate and spend limits, WhatsApp 24-hour window) run first; a refusal says why and when to retry.",
+)
+def send_message(principal: Principal, data: SendMessageInput) -> dict[str, Any]:
+    agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
+    media = [*(data.media_urls or []), *([data.media_url] if data.media_url else [])]
+    request = SendRequest(
+        channel=data.channel,
+        to=data.to,
+        body=data.body,
+        subject=data.subject or "",
+        html=data.html,
+        template_id=data.template_id,
+        template_vars=data.template_vars or {},
+        media_urls=tuple(media),
+        idempotency_key=data.idempotency_key or "",
+    )
+    return message_send(agent=agent, request=request)
+
+
+class WaitingMessagesInput(OperationInput):
+    agent_id: str | None = None
+    channel: ContactChannel | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+@operation(
+    path="waiting-messages",
+    method="GET",
+    tool="comms_get_waiting_messages",
+    input_model=WaitingMessagesInput,
+    summary="Fetch (and acknowledge) the agent's waiting inbound messages and events",
+)
+def get_waiting_messages(principal: Principal, data: WaitingMessagesInput) -> dict[str, Any]:
+    agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
+    messages = messages_take_waiting(agent_id=agent.pk, channel=data.channel, limit=data.limit)
+    return {"messages": messages, "count": len(messages), "acknowledged": len(messages)}
+
+
+class ConsentInput(OperationInput):
+    agent_id: str | None = None
+    contact_address: str = Field(description="E.164 number, email address or LINE id.")
+    channel: ContactChannel
+
+
+class RecordConsentInput(ConsentInput):
+    consent_type: Literal["express", "implied", "transactional"] = "express"
+    source: str = Field(default="", max_length=200)
+    notes: str = ""
+
+
+@operation(
+    path="consent/record",
+    method="POST",
+    tool="comms_record_consent",
+    input_model=RecordConsentInput,
+    summary="Record that a contact consented to be contacted on a channel",
+)
+def record_consent(principal: Principal, data: RecordConsentInput) -> dict[str, Any]:
+    agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
+    contact = normalize_recipient(data.channel, data.contact_address, field="contactAddress")
+    consent = consent_record(agent=agent, channel=data.channel, contact=contact, consent_type=data.consent_type,
+                             source=data.source, notes=data.notes)
+    return {"success": True, **consent_object(consent)}
+
+
+@operation(
+    path="consent/revoke",
+    method="POST",
+    tool="comms_revoke_consent",
+    input_model=ConsentInput,
+    summary="Record that a contact withdrew consent (also stops further sends to them)",
+)
+def revoke_consent(principal: Principal, data: ConsentInput) -> dict[str, Any]:
+    agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
+    contact = normalize_recipient(data.channel, data.contact_address, field="contactAddress")
+    revoked = consent_revoke(agent=agent, channel=data.channel, contact=contact)
+    return {"success": True, "agentId": agent.pk, "contactAddress": contact, "channel": data.channel,
+            "revoked": revoked, "optedOut": True}
+
+
+@operation(
+    path="consent/check",
+    method="GET",
+    tool="comms_check_consent",
+    input_model=ConsentInput,
+    summary="Check whether a contact consented and whether they opted out",
+)
+def check_consent(principal: Principal, data: ConsentInput) -> dict[str, Any]:
+    agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
+    contact = normalize_recipient(data.channel, data.contact_address, field="contactAddress")
+    return consent_status(agent=agent, channel=data.channel, contact=contact)

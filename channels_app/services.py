@@ -1,0 +1,238 @@
+"""Outbound messages: send (policy → persist → provider → outcome) and delivery status reports.
+
+A send writes its Message row before the provider call and the outcome after, so a crash in between
+leaves a `pending` row that says so. A provider refusal leaves a `failed` row and gives back the usage
+reservation: nothing is charged or counted as sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agents.crypto import decrypt
+from agents.models import AddressKind, Agent, AgentLimits, ChannelAddress
+from agents.services import default_email_address
+from agents.usage import opt_out_record, usage_commit, usage_release
+from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
+from channels_app.models import Direction, Message, MessageStatus
+from channels_app.policy import policy_check, policy_reserve
+from channels_app.providers.base import (
+    OutboundMessage,
+    ProviderError,
+    ProviderNotConfigured,
+    SendResult,
+)
+from orchestrator import metrics
+from orchestrator.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+SENDER_KIND = {"sms": AddressKind.PHONE, "whatsapp": AddressKind.WHATSAPP, "email": AddressKind.EMAIL}
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    channel: str
+    to: str
+    body: str
+    subject: str = ""
+    html: str | None = None
+    template_id: str | None = None
+    template_vars: dict[str, Any] = field(default_factory=dict)
+    media_urls: tuple[str, ...] = ()
+    idempotency_key: str = ""
+
+
+def send_result(message: Message) -> dict[str, Any]:
+    """The send-message success body (contract §6.1); replayed as-is for a repeated idempotencyKey."""
+    return {
+        "success": True,
+        "messageId": message.pk,
+        "externalId": message.external_id or None,
+        "status": message.status,
+        "channel": message.channel,
+        "from": message.from_address,
+        "to": message.to_address,
+        "cost": float(message.cost) if message.cost is not None else None,
+    }
+
+
+def provider_api_error(error: ProviderNotConfigured | ProviderError) -> ApiError:
+    """A provider failure as the API answers it (contract §1, §3)."""
+    if isinstance(error, ProviderNotConfigured):
+        return ApiError(503, "provider_not_configured", str(error), hint=f"Set {', '.join(error.variables)}.")
+    if error.reason == "recipient_opted_out":
+        return ApiError(403, "opted_out", "The recipient has opted out at the provider (replied STOP).",
+                        providerCode=error.code, hint="The contact can opt back in by replying START.")
+    if error.reason == "whatsapp_window_closed":
+        return ApiError(409, "whatsapp_window_closed", error.message, providerCode=error.code,
+                        hint="Send an approved template instead: give templateId and templateVars.")
+    return ApiError(
+        502,
+        "provider_error",
+        f"{error.provider} refused the request: {error.message}",
+        provider=error.provider,
+        providerCode=error.code,
+        providerStatus=error.status,
+        permanent=error.permanent,
+    )
+
+
+def _validate(request: SendRequest) -> SendRequest:
+    if request.channel not in MESSAGE_CHANNELS:
+        raise ApiError(400, "invalid_request", f"Unknown channel {request.channel!r}; use one of "
+                       f"{', '.join(MESSAGE_CHANNELS)}.", field="channel")
+    if request.channel == "email" and not request.subject.strip():
+        raise ApiError(400, "invalid_request", "An email needs a subject.", field="subject")
+    if not request.body and not request.media_urls and not request.template_id:
+        raise ApiError(400, "invalid_request", "body must not be empty.", field="body")
+    for index, url in enumerate(request.media_urls):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ApiError(400, "invalid_request", f"Media travels by http(s) URL; {url!r} is not one.",
+                           field=f"mediaUrls.{index}")
+    to = normalize_recipient(request.channel, request.to)
+    return SendRequest(**{**request.__dict__, "to": to})
+
+
+def sender_address(agent: Agent, channel: str) -> str:
+    """The agent's own address on the channel (its number, WhatsApp sender, email, LINE bot)."""
+    if channel == "line":
+        return agent.pk
+    address = (
+        ChannelAddress.objects.filter(agent=agent, kind=SENDER_KIND[channel], released_at__isnull=True)
+        .values_list("address", flat=True)
+        .first()
+    )
+    if address:
+        return address
+    if channel == "email":
+        return default_email_address(agent.pk)
+    raise ApiError(400, "channel_not_provisioned", f"Agent {agent.pk!r} has no {channel} number.",
+                   field="channel", hint=f"Provision the agent with the {channel!r} capability.")
+
+
+def line_credentials(agent: Agent) -> dict[str, str]:
+    token = decrypt(agent.line_channel_access_token_encrypted)
+    if not token:
+        return {}
+    return {"channel_access_token": token, "channel_secret": decrypt(agent.line_channel_secret_encrypted)}
+
+
+def _idempotent_replay(agent: Agent, key: str) -> Message | None:
+    """The first message sent with this key in the last 24 hours; an older one frees the key."""
+    previous = Message.objects.filter(agent=agent, idempotency_key=key).first()
+    if previous is None:
+        return None
+    if previous.created_at >= timezone.now() - IDEMPOTENCY_WINDOW:
+        return previous
+    Message.objects.filter(pk=previous.pk, idempotency_key=key).update(idempotency_key="")
+    return None
+
+
+def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
+    """Send one message after the §6.2 policy checks; returns the §6.1 send-message body."""
+    from channels_app.providers.registry import messaging_provider
+
+    request = _validate(request)
+    if request.idempotency_key:
+        previous = _idempotent_replay(agent, request.idempotency_key)
+        if previous is not None:
+            return send_result(previous)
+    policy_check(agent=agent, channel=request.channel, to=request.to)
+    from_address = sender_address(agent, request.channel)
+    credentials = line_credentials(agent) if request.channel == "line" else {}
+    try:
+        provider = messaging_provider(request.channel, credentials=credentials or None)
+    except ProviderNotConfigured as exc:
+        raise provider_api_error(exc) from None
+    from channels_app.providers.pricing import estimate_message_cost
+
+    estimate, _segments = estimate_message_cost(request.channel, request.body, len(request.media_urls))
+    limits = getattr(agent, "limits", None) or AgentLimits.objects.get_or_create(agent=agent)[0]
+    try:
+        with transaction.atomic():
+            reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
+                                         cost=estimate, template_id=request.template_id)
+            message = Message.objects.create(
+                agent=agent,
+                organization_id=agent.organization_id,
+                direction=Direction.OUTBOUND,
+                channel=request.channel,
+                from_address=from_address,
+                to_address=request.to,
+                subject=request.subject,
+                body=request.body,
+                html=request.html,
+                media_urls=list(request.media_urls),
+                status=MessageStatus.PENDING,
+                provider=provider.name,
+                idempotency_key=request.idempotency_key,
+            )
+    except IntegrityError:
+        # A concurrent request with the same idempotencyKey won the insert: answer with its message.
+        previous = Message.objects.filter(agent=agent, idempotency_key=request.idempotency_key).first()
+        if previous is None:
+            raise
+        return send_result(previous)
+
+    outbound = OutboundMessage(
+        channel=request.channel,
+        from_address=from_address,
+        to_address=request.to,
+        body=request.body,
+        subject=request.subject,
+        html=request.html,
+        media_urls=request.media_urls,
+        template_id=request.template_id,
+        template_vars=request.template_vars,
+        agent_id=agent.pk,
+        # Our message id doubles as the provider's idempotency key, so a provider-side retry sends once.
+        idempotency_key=message.pk,
+        credentials=credentials,
+    )
+    try:
+        result = provider.send(outbound)
+    except ProviderError as exc:
+        _record_refusal(message, reservation, code=exc.code or exc.reason, detail=exc.message)
+        if exc.reason == "recipient_opted_out":
+            opt_out_record(agent=agent, channel=request.channel, contact=request.to, keyword="PROVIDER")
+        raise provider_api_error(exc) from None
+    except Exception as exc:
+        _record_refusal(message, reservation, code="internal_error", detail=repr(exc))
+        raise
+    return _record_sent(agent, message, reservation, result)
+
+
+def _record_refusal(message: Message, reservation: Any, *, code: str, detail: str) -> None:
+    """The provider refused: the row says failed, the usage reservation is given back, the key is freed
+    so that a retry with the same idempotencyKey sends again."""
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(
+            status=MessageStatus.FAILED, error_code=code[:40], error_message=detail, idempotency_key="",
+            updated_at=timezone.now(),
+        )
+        usage_release(reservation=reservation)
+
+
+def _record_sent(agent: Agent, message: Message, reservation: Any, result: SendResult) -> dict[str, Any]:
+    status = result.status if result.status in MessageStatus.values else MessageStatus.QUEUED
+    cost = result.cost if result.cost is not None else reservation.spend
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(
+            status=status, external_id=result.external_id, cost=cost, provider=result.provider,
+            updated_at=timezone.now(),
+        )
+        usage_commit(reservation=reservation, agent=agent, action_type="send_message", channel=message.channel,
+                     cost=cost, reference=message.pk)
+    metrics.MESSAGES_SENT.labels(channel=message.channel).inc()
+    message.status, message.external_id, message.cost = status, result.external_id, cost
+    return send_result(message)
