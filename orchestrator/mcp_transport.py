@@ -37,6 +37,7 @@ from agents.principals import Principal, Role
 from agents.selectors import agent_get_for_principal
 from orchestrator.errors import ApiError
 from orchestrator.lifespan import on_shutdown
+from orchestrator.logging import RedactTokensFilter
 from orchestrator.mcp_server import (
     BINDING_SCOPE_KEY,
     TRANSPORT_SSE,
@@ -59,7 +60,23 @@ MAX_BODY_BYTES = 1024 * 1024
 SESSION_HEADER = b"mcp-session-id"
 
 
+# Loggers that write request lines (paths with their query strings). A filter on the logger itself
+# runs before any handler, including the ones uvicorn and daphne install after Django configured
+# logging, and survives their dictConfig calls.
+REQUEST_LINE_LOGGERS = ("uvicorn.access", "uvicorn.error", "daphne.server", "daphne.http_protocol",
+                        "django.channels.server", "django.server", "django.request")
+
+
+def install_request_log_redaction() -> None:
+    """Tokens given as `?token=` never reach a log line (contract §5)."""
+    for name in REQUEST_LINE_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokensFilter) for f in target.filters):
+            target.addFilter(RedactTokensFilter())
+
+
 def mcp_http_mounts() -> dict[str, Any]:
+    install_request_log_redaction()
     gate = McpGate()
     return {SSE_PATH: gate, MESSAGES_PATH: gate, MESSAGES_PATH + "/": gate, STREAMABLE_PATH: gate}
 
