@@ -24,6 +24,8 @@ run: venv .env
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py load_demo_data
 	$(PY) manage.py connect_info
+	# The delivery worker (callback retries, body retention) runs beside the server and stops with it.
+	$(PY) manage.py deliver_callbacks & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(PY) -m daphne -b 0.0.0.0 -p $(PORT) orchestrator.asgi:application
 
 test: venv

@@ -10,3 +10,8 @@ class ChannelsAppConfig(AppConfig):
         from channels_app.providers.checks import register_checks
 
         register_checks()
+
+        # Push messages that waited for an agent as soon as its MCP session is initialized.
+        from channels_app.delivery import register_connect_listener
+
+        register_connect_listener()

@@ -129,6 +129,7 @@ OPERATION_MODULES: list[str] = [
     "orchestrator.ops_health",
     "channels_app.ops_messaging",
     "agents.ops_agents",
+    "channels_app.ops_inbound",
 ]
 
 

@@ -71,6 +71,10 @@ TRUSTED_PROXIES: list[str] = [p.strip() for p in env.str("TRUSTED_PROXIES").spli
 TOKEN_LAST_USED_INTERVAL_SECONDS = 300
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 
+# --- inbound -----------------------------------------------------------------------------
+# Days a delivered inbound message keeps its body; 0 erases it once delivered and acknowledged.
+MESSAGE_BODY_RETENTION_DAYS: int = env.int("MESSAGE_BODY_RETENTION_DAYS", 0, minimum=0)
+
 # --- Django ------------------------------------------------------------------------------
 ALLOWED_HOSTS = list({PUBLIC_HOST, "localhost", "127.0.0.1", "[::1]", "testserver"} | set(
     h.strip() for h in env.str("EXTRA_ALLOWED_HOSTS").split(",") if h.strip()
@@ -171,6 +175,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": VERSION,
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Enums stay inline: the operations' pydantic models reuse channel sets under several field names,
+    # which the default enum-extraction hook reports as naming collisions.
+    "POSTPROCESSING_HOOKS": [],
 }
 
 PROMETHEUS_EXPORT_MIGRATIONS = False

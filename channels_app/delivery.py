@@ -1,0 +1,457 @@
+"""Deliver each inbound event to its agent exactly once (contract §6.3, §8).
+
+Order: a pending `comms_wait_for_message` call of the agent → a push to its live MCP session (any
+process, through orchestrator.agent_registry) → a signed POST to its callbackUrl (retried by the
+`deliver_callbacks` worker) → it waits for `waiting-messages`.
+
+Every path first *claims* the row with a conditional UPDATE, so two processes (or two paths in one
+process) never deliver the same message twice. The claim is a lease: `delivered_via` names the path
+and `next_callback_at` says until when. A path that fails releases the row; a process that dies
+mid-delivery lets its lease expire and the row becomes free again (delivered at least once, never
+lost). Success sets `delivered_at` - only after the event was actually sent.
+
+Row states (for undelivered rows, `delivered_at IS NULL`):
+  free       delivered_via = ''                (next_callback_at, if set, is when the next callback is due)
+  in flight  delivered_via = '<path>'          until next_callback_at; after that it counts as free
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import close_old_connections
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agents.crypto import decrypt
+from agents.models import AgentStatus
+from channels_app.models import Direction, Message, MessageKind
+from channels_app.selectors import waiting_message_object
+
+logger = logging.getLogger(__name__)
+
+VIA_WAIT = "wait"
+VIA_MCP = "mcp"
+VIA_CALLBACK = "callback"
+VIA_FETCH = "fetch"
+
+CALLBACK_MAX_ATTEMPTS = 8
+# 5 s × 3^n: 5, 15, 45, 135, 405, 1215, 3645 s between the 8 attempts - "from 5 s to about an hour".
+CALLBACK_FIRST_DELAY_SECONDS = 5
+CALLBACK_BACKOFF_FACTOR = 3
+CALLBACK_TIMEOUT_SECONDS = 10
+# How long a claim holds a row; longer than any single delivery attempt takes.
+LEASE_SECONDS = 60
+# The worker leaves a never-attempted row alone this long, so the in-process path (or a waiter) gets it first.
+WORKER_GRACE_SECONDS = 15
+# Cross-process waiters poll the database this often; same-process waiters are woken at once.
+WAITER_POLL_SECONDS = 0.25
+WAIT_DEFAULT_SECONDS = 25
+WAIT_MAX_SECONDS = 60
+
+
+# --- claims ---------------------------------------------------------------------------------------
+
+
+def waiting_q() -> Q:
+    """Events for the agent that it has not received: inbound messages and the agent-facing kinds
+    (delivery failures, call outcomes, voicemails). Outbound messages and voice prompts never wait."""
+    return (
+        Q(delivered_at__isnull=True)
+        & (Q(direction=Direction.INBOUND) | ~Q(kind=MessageKind.MESSAGE))
+        & ~Q(kind=MessageKind.VOICE_PROMPT)
+    )
+
+
+def free_q(now: datetime) -> Q:
+    return waiting_q() & (Q(delivered_via="") | Q(next_callback_at__lt=now))
+
+
+def _erased_fields() -> dict[str, Any]:
+    """Retention 0 (the default) erases the body at the moment of delivery; metadata stays."""
+    if settings.MESSAGE_BODY_RETENTION_DAYS == 0:
+        return {"body": None, "html": None}
+    return {}
+
+
+def message_claim(*, message_id: str, via: str) -> bool:
+    now = timezone.now()
+    return (
+        Message.objects.filter(free_q(now), pk=message_id).update(
+            delivered_via=via, next_callback_at=now + timedelta(seconds=LEASE_SECONDS)
+        )
+        == 1
+    )
+
+
+def message_mark_delivered(*, message_id: str, via: str) -> bool:
+    """Record the delivery by the path that holds the claim."""
+    return (
+        Message.objects.filter(pk=message_id, delivered_at__isnull=True, delivered_via=via).update(
+            delivered_at=timezone.now(), next_callback_at=None, **_erased_fields()
+        )
+        == 1
+    )
+
+
+def message_release(*, message_id: str, via: str, next_callback_at: datetime | None = None) -> None:
+    Message.objects.filter(pk=message_id, delivered_at__isnull=True, delivered_via=via).update(
+        delivered_via="", next_callback_at=next_callback_at
+    )
+
+
+def messages_take_waiting(
+    *, agent_id: str, channel: str | None = None, limit: int = 50, via: str = VIA_FETCH
+) -> list[dict[str, Any]]:
+    """Take (deliver and acknowledge) up to `limit` waiting events of the agent, oldest first.
+
+    The one way to read waiting messages: `waiting-messages` and `comms_wait_for_message` both use it.
+    """
+    now = timezone.now()
+    candidates = Message.objects.filter(free_q(now), agent_id=agent_id)
+    if channel:
+        candidates = candidates.filter(channel=channel)
+    taken: list[dict[str, Any]] = []
+    for message in candidates.order_by("created_at")[: max(1, limit)]:
+        # Per-row conditional update: whoever flips delivered_at owns the row; a row another
+        # process took between our read and this update is skipped.
+        updated = Message.objects.filter(free_q(now), pk=message.pk).update(
+            delivered_at=now, delivered_via=via, next_callback_at=None, **_erased_fields()
+        )
+        if updated:
+            taken.append(waiting_message_object(message))
+    return taken
+
+
+# --- pending waiters (comms_wait_for_message) -----------------------------------------------------
+
+_local_waiters: dict[str, set[threading.Event]] = {}
+_local_waiters_lock = threading.Lock()
+
+
+def _waiter_key(agent_id: str, channel: str | None) -> str:
+    return f"comms:waiters:{agent_id}:{channel or '*'}"
+
+
+def waiter_pending(agent_id: str, channel: str) -> bool:
+    """Whether a comms_wait_for_message call of the agent is waiting for `channel`.
+
+    Presence lives in the cache, which is Redis (shared) whenever several processes run.
+    """
+    keys = [_waiter_key(agent_id, None), _waiter_key(agent_id, channel)]
+    return any((count or 0) > 0 for count in cache.get_many(keys).values())
+
+
+def _wake_local_waiters(agent_id: str) -> None:
+    with _local_waiters_lock:
+        for event in _local_waiters.get(agent_id, ()):
+            event.set()
+
+
+def _waiter_add(key: str, ttl: int) -> None:
+    cache.add(key, 0, ttl)
+    try:
+        cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, ttl)
+    cache.touch(key, ttl)
+
+
+def _waiter_remove(key: str) -> None:
+    try:
+        if cache.decr(key) <= 0:
+            cache.delete(key)
+    except ValueError:
+        pass
+
+
+def messages_wait(
+    *, agent_id: str, channel: str | None = None, timeout: float = WAIT_DEFAULT_SECONDS, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Long poll: return (and acknowledge) the agent's next waiting events, or [] after `timeout` seconds."""
+    deadline = time.monotonic() + max(0.0, min(timeout, WAIT_MAX_SECONDS))
+    key = _waiter_key(agent_id, channel)
+    event = threading.Event()
+    with _local_waiters_lock:
+        _local_waiters.setdefault(agent_id, set()).add(event)
+    _waiter_add(key, int(timeout) + 5)
+    try:
+        while True:
+            event.clear()
+            taken = messages_take_waiting(agent_id=agent_id, channel=channel, limit=limit, via=VIA_WAIT)
+            remaining = deadline - time.monotonic()
+            if taken or remaining <= 0:
+                return taken
+            event.wait(min(WAITER_POLL_SECONDS, remaining))
+    finally:
+        _waiter_remove(key)
+        with _local_waiters_lock:
+            waiters = _local_waiters.get(agent_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del _local_waiters[agent_id]
+
+
+# --- callbacks ------------------------------------------------------------------------------------
+
+
+def callback_signature(*, secret: str, timestamp: int, body: bytes) -> str:
+    """`X-Comms-Signature: t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<body>")>` (contract §8)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def callback_delay_seconds(attempts: int) -> int:
+    """Wait after the `attempts`-th failed attempt."""
+    return int(CALLBACK_FIRST_DELAY_SECONDS * CALLBACK_BACKOFF_FACTOR ** max(0, attempts - 1))
+
+
+def _post_callback(url: str, secret: str, body: bytes) -> tuple[bool, str]:
+    request = urllib.request.Request(  # noqa: S310 - the agent's own https/http callback URL (URLField)
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": f"agent-comms-orchestrator/{settings.VERSION}",
+            "X-Comms-Signature": callback_signature(secret=secret, timestamp=int(time.time()), body=body),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=CALLBACK_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return 200 <= response.status < 300, f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return False, str(exc)
+
+
+def callback_due_q(now: datetime) -> Q:
+    return (
+        free_q(now)
+        & Q(callback_attempts__lt=CALLBACK_MAX_ATTEMPTS)
+        & (Q(next_callback_at__isnull=True) | Q(next_callback_at__lte=now))
+    )
+
+
+def callback_attempt(message_id: str) -> bool | None:
+    """One signed POST of the event to the agent's callbackUrl. True: delivered; False: failed (retry
+    scheduled, or left waiting after the last attempt); None: not ours to send (taken, not due, no URL)."""
+    now = timezone.now()
+    claimed = Message.objects.filter(callback_due_q(now), pk=message_id).exclude(agent__callback_url="").update(
+        delivered_via=VIA_CALLBACK,
+        next_callback_at=now + timedelta(seconds=LEASE_SECONDS),
+        callback_attempts=F("callback_attempts") + 1,
+    )
+    if not claimed:
+        return None
+    message = Message.objects.select_related("agent").get(pk=message_id)
+    body = json.dumps(waiting_message_object(message), separators=(",", ":")).encode()
+    ok, outcome = _post_callback(message.agent.callback_url, decrypt(message.agent.callback_secret_encrypted), body)
+    if ok:
+        message_mark_delivered(message_id=message_id, via=VIA_CALLBACK)
+        return True
+    attempts = message.callback_attempts
+    retry_at = None
+    if attempts < CALLBACK_MAX_ATTEMPTS:
+        retry_at = timezone.now() + timedelta(seconds=callback_delay_seconds(attempts))
+    logger.info(
+        "Callback for %s to agent %s failed (%s), attempt %d/%d%s",
+        message_id,
+        message.agent_id,
+        outcome,
+        attempts,
+        CALLBACK_MAX_ATTEMPTS,
+        f", next at {retry_at:%H:%M:%S}" if retry_at else "; it stays in waiting-messages",
+    )
+    message_release(message_id=message_id, via=VIA_CALLBACK, next_callback_at=retry_at)
+    return False
+
+
+def callbacks_due(*, limit: int = 100) -> list[str]:
+    """Rows the worker should POST now: due retries, and first attempts the in-process path never made."""
+    now = timezone.now()
+    never_tried_before = now - timedelta(seconds=WORKER_GRACE_SECONDS)
+    return list(
+        Message.objects.filter(callback_due_q(now), agent__status=AgentStatus.ACTIVE)
+        .exclude(agent__callback_url="")
+        .filter(Q(callback_attempts__gt=0) | Q(created_at__lte=never_tried_before) | Q(next_callback_at__isnull=False))
+        .order_by("next_callback_at", "created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+# --- the live session ----------------------------------------------------------------------------
+
+# Inline delivery (no server loop: Django's test client, commands) keeps the ORM in the caller's thread,
+# which may hold an open transaction; on the server loop it runs in the default thread pool instead, so
+# a slow database or callback never ties up a request's thread.
+_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("comms_delivery_inline", default=False)
+
+
+def _db(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return sync_to_async(fn, thread_sensitive=_inline.get())
+
+
+def _fresh_connection() -> None:
+    # Pool threads outlive requests, so nothing else drops their stale connections; inline callers may be
+    # inside a transaction, whose connection must not be touched.
+    if not _inline.get():
+        close_old_connections()
+
+
+def _load(message_id: str) -> Message | None:
+    _fresh_connection()
+    return Message.objects.select_related("agent").filter(pk=message_id).first()
+
+
+async def push_message(message_id: str) -> bool:
+    """Push one event to the agent's live MCP session; True when it was sent (and so delivered)."""
+    from orchestrator.agent_registry import notify_agent
+
+    if not await _db(message_claim)(message_id=message_id, via=VIA_MCP):
+        return False
+    message = await _db(_load)(message_id)
+    sent = False
+    try:
+        if message is not None:
+            sent = await notify_agent(message.agent_id, waiting_message_object(message))
+    except Exception:
+        logger.exception("Pushing %s to its agent failed", message_id)
+    if sent:
+        await _db(message_mark_delivered)(message_id=message_id, via=VIA_MCP)
+    else:
+        await _db(message_release)(message_id=message_id, via=VIA_MCP)
+    return sent
+
+
+async def deliver_message(message_id: str) -> str:
+    """Deliver a freshly stored event once; returns the path: wait | mcp | callback | waiting."""
+    message = await _db(_load)(message_id)
+    if message is None or message.delivered_at is not None:
+        return "gone"
+    agent_id = message.agent_id
+    if await _db(waiter_pending)(agent_id, message.channel):
+        # The waiter takes it with its next poll; wake it now if it lives in this process.
+        _wake_local_waiters(agent_id)
+        return VIA_WAIT
+    if await push_message(message_id):
+        return VIA_MCP
+    if message.agent.callback_url and message.agent.status == AgentStatus.ACTIVE:
+        delivered = await _db(callback_attempt)(message_id)
+        if delivered:
+            return VIA_CALLBACK
+    return "waiting"
+
+
+async def push_waiting_on_connect(agent_id: str) -> None:
+    """Connect listener: after the client's `initialized`, push what waited for it, oldest first."""
+
+    def free_ids() -> list[str]:
+        _fresh_connection()
+        return list(
+            Message.objects.filter(free_q(timezone.now()), agent_id=agent_id)
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:100]
+        )
+
+    from orchestrator.agent_registry import is_agent_connected
+
+    while True:
+        ids = await _db(free_ids)()
+        if not ids:
+            return
+        pushed_any = False
+        for message_id in ids:
+            if await push_message(message_id):
+                pushed_any = True
+            elif not await is_agent_connected(agent_id):
+                return
+        if not pushed_any:
+            return
+
+
+def register_connect_listener() -> None:
+    """Called once per process (ChannelsAppConfig.ready)."""
+    try:
+        from orchestrator.agent_registry import add_connect_listener
+    except ImportError:  # pragma: no cover - the MCP registry is part of every build
+        return
+    add_connect_listener(push_waiting_on_connect)
+
+
+# --- scheduling after commit ----------------------------------------------------------------------
+
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(coro_factory: Callable[[], Any]) -> None:
+    task = asyncio.get_running_loop().create_task(coro_factory())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def schedule_delivery(message_id: str) -> None:
+    """Start delivering `message_id` without holding up the webhook's 200 (use with transaction.on_commit).
+
+    Under the ASGI server the delivery runs as a task on the server's event loop, where the MCP
+    sessions live. With no server loop (tests with Django's client, management commands) it runs inline.
+    """
+
+    def start() -> Any:
+        return _deliver_logged(message_id)
+
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        _spawn(start)
+        return
+    main_loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if main_loop is not None and main_loop.is_running():
+        # A fresh context: the request's ThreadSensitiveContext must not leak into a task that outlives it.
+        main_loop.call_soon_threadsafe(_spawn, start, context=contextvars.Context())
+        return
+    token = _inline.set(True)
+    try:
+        async_to_sync(_deliver_logged)(message_id)
+    finally:
+        _inline.reset(token)
+
+
+async def _deliver_logged(message_id: str) -> None:
+    try:
+        await deliver_message(message_id)
+    except Exception:
+        # The row is stored and free again: the worker, a waiter or the next connect picks it up.
+        logger.exception("Delivering %s failed", message_id)
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+
+def message_bodies_purge(*, now: datetime | None = None) -> int:
+    """Erase bodies of delivered inbound events older than MESSAGE_BODY_RETENTION_DAYS; returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.MESSAGE_BODY_RETENTION_DAYS)
+    return (
+        Message.objects.filter(delivered_at__isnull=False, delivered_at__lte=cutoff)
+        .filter(Q(body__isnull=False) | Q(html__isnull=False))
+        .update(body=None, html=None)
+    )

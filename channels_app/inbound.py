@@ -1,0 +1,333 @@
+"""Inbound writes: store what a provider webhook reports, once, then hand it to delivery (contract §8).
+
+Each service takes an already verified payload. It records the provider's event id and the message in
+one transaction - a redelivery hits the unique WebhookEvent row and changes nothing - and schedules
+delivery for after the commit, so the provider gets its 200 without waiting for the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import getaddresses, parseaddr
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from agents.models import Agent, AgentStatus, Channel, OptOut
+from channels_app import delivery
+from channels_app.models import Direction, Message, MessageKind, MessageStatus, WebhookEvent
+from orchestrator import metrics
+
+logger = logging.getLogger(__name__)
+
+# Contract §8; the carriers' CTIA list. Matched on the whole message, trimmed, case-insensitively.
+OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
+HELP_KEYWORDS = frozenset({"HELP"})
+
+
+class ProviderUnavailable(Exception):
+    """We could not complete the event now (the provider API we need failed); nothing was stored, so
+    answering with a 5xx makes the provider redeliver it later."""
+
+
+@dataclass(frozen=True)
+class InboundOutcome:
+    """What the webhook view answers with: the stored message (None for a repeat) and an auto-reply."""
+
+    message_id: str | None = None
+    duplicate: bool = False
+    reply: str | None = None
+
+
+def agent_accepts(agent: Agent | None, channel: str) -> bool:
+    """Blocked channels and inactive agents get a 200 and nothing is processed (contract §8)."""
+    return agent is not None and agent.status == AgentStatus.ACTIVE and not agent.is_channel_blocked(channel)
+
+
+def _first_time(provider: str, event_id: str) -> bool:
+    """Record the provider's event id; False when it was recorded before (a redelivery).
+
+    Must run inside the caller's transaction: the row and the message commit together, and a
+    concurrent duplicate waits on the unique index until the first one commits or rolls back.
+    """
+    if not event_id:
+        return True
+    try:
+        with transaction.atomic():
+            WebhookEvent.objects.create(provider=provider, event_id=event_id[:200])
+    except IntegrityError:
+        return False
+    return True
+
+
+def _store(*, direction: str = Direction.INBOUND, status: str = MessageStatus.RECEIVED, **fields: Any) -> Message:
+    message = Message.objects.create(direction=direction, status=status, **fields)
+    if direction == Direction.INBOUND:
+        metrics.MESSAGES_RECEIVED.labels(channel=message.channel).inc()
+    message_id = message.id
+    transaction.on_commit(lambda: delivery.schedule_delivery(message_id))
+    return message
+
+
+# --- Twilio SMS and WhatsApp ----------------------------------------------------------------------
+
+
+def _strip_whatsapp(address: str) -> str:
+    # Twilio writes WhatsApp addresses as "whatsapp:+E164"; we keep the bare number everywhere.
+    return address[len("whatsapp:") :] if address.startswith("whatsapp:") else address
+
+
+def twilio_media_urls(params: Mapping[str, str]) -> list[str]:
+    try:
+        count = int(params.get("NumMedia") or 0)
+    except ValueError:
+        count = 0
+    return [url for index in range(min(count, 10)) if (url := params.get(f"MediaUrl{index}"))]
+
+
+def _keyword_reply(agent: Agent, channel: str, contact: str, body: str) -> str | None:
+    """Apply STOP/START/HELP; returns the confirmation to send back, if any."""
+    keyword = body.strip().upper()
+    name = agent.display_name
+    if keyword in OPT_OUT_KEYWORDS:
+        OptOut.objects.get_or_create(agent=agent, channel=channel, contact=contact, defaults={"keyword": keyword})
+        return f"You have been unsubscribed from {name} and will receive no more messages. Reply START to resubscribe."
+    if keyword in OPT_IN_KEYWORDS:
+        removed, _ = OptOut.objects.filter(agent=agent, channel=channel, contact=contact).delete()
+        if removed or keyword != "YES":
+            # A bare "YES" is an ordinary answer unless it lifts an opt-out: no confirmation spam.
+            return f"You are resubscribed to {name}. Reply STOP to unsubscribe."
+        return None
+    if keyword in HELP_KEYWORDS:
+        return f"{name}: automated messages from an AI agent. Reply STOP to unsubscribe, START to resubscribe."
+    return None
+
+
+def twilio_message_receive(*, agent: Agent, channel: str, params: Mapping[str, str]) -> InboundOutcome:
+    """Store an inbound SMS or WhatsApp message (Twilio form fields) and apply opt-out keywords."""
+    event_id = params.get("MessageSid") or params.get("SmsSid") or ""
+    sender = _strip_whatsapp(params.get("From", ""))
+    body = params.get("Body", "")
+    with transaction.atomic():
+        if not _first_time("twilio", event_id):
+            return InboundOutcome(duplicate=True)
+        reply = _keyword_reply(agent, channel, sender, body)
+        # Storing the inbound WhatsApp message is what opens the 24-hour window for this contact
+        # (channels_app.selectors.contact_last_inbound_at).
+        message = _store(
+            agent=agent,
+            organization_id=agent.organization_id,
+            channel=channel,
+            from_address=sender,
+            to_address=_strip_whatsapp(params.get("To", "")),
+            body=body,
+            media_urls=twilio_media_urls(params),
+            provider="twilio",
+            external_id=event_id,
+        )
+    return InboundOutcome(message_id=message.id, reply=reply)
+
+
+# Twilio's MessageStatus values → ours, with a rank: status only moves forward.
+TWILIO_STATUS = {
+    "accepted": MessageStatus.QUEUED,
+    "scheduled": MessageStatus.QUEUED,
+    "queued": MessageStatus.QUEUED,
+    "sending": MessageStatus.SENT,
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+    "canceled": MessageStatus.FAILED,
+    "read": MessageStatus.READ,
+}
+STATUS_RANK = {
+    MessageStatus.PENDING: 0,
+    MessageStatus.QUEUED: 1,
+    MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3,
+    MessageStatus.UNDELIVERED: 3,
+    MessageStatus.FAILED: 3,
+    MessageStatus.READ: 4,
+}
+FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
+
+
+def outbound_status_record(*, agent: Agent, external_id: str, provider_status: str, error_code: str = "") -> bool:
+    """Move an outbound message's status forward; a failure becomes a `delivery_failure` event for the agent.
+
+    Returns whether the status changed. Duplicate and out-of-order callbacks change nothing, so no
+    event id bookkeeping is needed here.
+    """
+    new_status = TWILIO_STATUS.get(provider_status.lower())
+    if new_status is None or not external_id:
+        return False
+    earlier = [status for status, rank in STATUS_RANK.items() if rank < STATUS_RANK[new_status]]
+    with transaction.atomic():
+        original = (
+            Message.objects.filter(
+                agent=agent, external_id=external_id, direction=Direction.OUTBOUND, kind=MessageKind.MESSAGE
+            )
+            .only("pk", "channel", "from_address", "to_address", "organization_id")
+            .first()
+        )
+        if original is None:
+            return False
+        changes: dict[str, Any] = {"status": new_status}
+        if new_status in FAILED_STATUSES:
+            changes["error_code"] = error_code[:40]
+        # The conditional update is the forward-only rule and the once-only guard in one statement.
+        if not Message.objects.filter(pk=original.pk, status__in=earlier).update(**changes):
+            return False
+        if new_status in FAILED_STATUSES:
+            _store(
+                agent=agent,
+                organization_id=original.organization_id,
+                direction=Direction.OUTBOUND,
+                channel=original.channel,
+                kind=MessageKind.DELIVERY_FAILURE,
+                from_address=original.from_address,
+                to_address=original.to_address,
+                external_id=external_id,
+                error_code=error_code[:40],
+                provider="twilio",
+                status=new_status,
+            )
+    return True
+
+
+# --- Resend email ---------------------------------------------------------------------------------
+
+
+def _addresses(values: Any) -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, Sequence):
+        return []
+    return [address for _name, address in getaddresses([str(v) for v in values]) if address]
+
+
+def _fetch_email_body(email_id: str) -> tuple[str | None, str | None]:
+    """The received email's text and html from Resend (the webhook carries neither)."""
+    from channels_app.providers.base import ProviderError
+    from channels_app.providers.registry import email_provider
+
+    try:
+        received = email_provider().fetch_received(email_id)
+    except ProviderError as exc:
+        if exc.permanent:
+            # Resend will never have it (deleted, unknown id): keep the metadata rather than lose the event.
+            logger.warning("Received email %s has no fetchable body: %s", email_id, exc.message)
+            return None, None
+        raise ProviderUnavailable(exc.message) from exc
+    except Exception as exc:
+        raise ProviderUnavailable(str(exc)) from exc
+    return received.text, received.html
+
+
+def email_received(*, agent: Agent, event_id: str, payload: Mapping[str, Any]) -> InboundOutcome:
+    """Store a Resend `email.received` event, fetching the body from Resend when it is not inline."""
+    data = payload.get("data") or {}
+    if not isinstance(data, Mapping):
+        data = {}
+    if WebhookEvent.objects.filter(provider="resend", event_id=event_id).exists():
+        # Cheap early answer for a redelivery: skip the body fetch. The insert below is the real guard.
+        return InboundOutcome(duplicate=True)
+    email_id = str(data.get("email_id") or data.get("id") or "")
+    text, html = data.get("text"), data.get("html")
+    if text is None and html is None and email_id:
+        # Outside the transaction: never hold a database transaction open across a provider call.
+        text, html = _fetch_email_body(email_id)
+    recipients = _addresses(data.get("to"))
+    own = {address.address.lower() for address in agent.addresses.filter(kind="email", released_at__isnull=True)}
+    to_address = next((r for r in recipients if r.lower() in own), recipients[0] if recipients else "")
+    with transaction.atomic():
+        if not _first_time("resend", event_id):
+            return InboundOutcome(duplicate=True)
+        message = _store(
+            agent=agent,
+            organization_id=agent.organization_id,
+            channel=Channel.EMAIL,
+            from_address=parseaddr(str(data.get("from") or ""))[1],
+            to_address=to_address,
+            subject=str(data.get("subject") or "")[:998],
+            body=text if text is not None else "",
+            html=html,
+            media_urls=[],
+            provider="resend",
+            external_id=email_id,
+        )
+    return InboundOutcome(message_id=message.id)
+
+
+# --- LINE -----------------------------------------------------------------------------------------
+
+
+def _line_text(message: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """A text rendering of a LINE message and any media URL the agent can open without our LINE token."""
+    kind = str(message.get("type") or "message")
+    if kind == "text":
+        return str(message.get("text") or ""), []
+    if kind == "sticker":
+        keywords = message.get("keywords") or []
+        suffix = f" ({', '.join(str(k) for k in keywords[:5])})" if keywords else ""
+        return f"[sticker {message.get('packageId')}/{message.get('stickerId')}]{suffix}", []
+    if kind == "location":
+        return f"[location] {message.get('title') or ''} {message.get('address') or ''} ({message.get('latitude')}, {message.get('longitude')})".strip(), []
+    provider = message.get("contentProvider") or {}
+    urls = [str(provider["originalContentUrl"])] if provider.get("type") == "external" and provider.get("originalContentUrl") else []
+    name = f" {message['fileName']}" if message.get("fileName") else ""
+    # Content LINE hosts itself needs our channel token to download, so the agent gets its id instead.
+    return f"[{kind}{name}] id={message.get('id')}", urls
+
+
+def _line_source(event: Mapping[str, Any]) -> str:
+    source = event.get("source") or {}
+    return str(source.get("userId") or source.get("groupId") or source.get("roomId") or "")
+
+
+def line_events_receive(*, agent: Agent, payload: Mapping[str, Any]) -> list[InboundOutcome]:
+    """Store LINE message events and apply follow/unfollow; other event types are acknowledged only."""
+    outcomes: list[InboundOutcome] = []
+    destination = str(payload.get("destination") or "")
+    for event in payload.get("events") or []:
+        if not isinstance(event, Mapping):
+            continue
+        event_id = str(event.get("webhookEventId") or "")
+        kind = event.get("type")
+        contact = _line_source(event)
+        with transaction.atomic():
+            if not _first_time("line", event_id):
+                outcomes.append(InboundOutcome(duplicate=True))
+                continue
+            if kind == "message" and isinstance(event.get("message"), Mapping):
+                # mode "standby": another module owns the chat, so we must not reply (and we never use
+                # the replyToken); the agent still sees the message.
+                body, media = _line_text(event["message"])
+                message = _store(
+                    agent=agent,
+                    organization_id=agent.organization_id,
+                    channel=Channel.LINE,
+                    from_address=contact,
+                    to_address=destination or agent.id,
+                    body=body,
+                    media_urls=media,
+                    provider="line",
+                    external_id=str(event["message"].get("id") or event_id),
+                )
+                outcomes.append(InboundOutcome(message_id=message.id))
+            elif kind == "unfollow" and contact:
+                # The user blocked the account: pushes to them would fail, so treat it as an opt-out.
+                OptOut.objects.get_or_create(
+                    agent=agent, channel=Channel.LINE, contact=contact, defaults={"keyword": "unfollow"}
+                )
+                outcomes.append(InboundOutcome())
+            elif kind == "follow" and contact:
+                OptOut.objects.filter(agent=agent, channel=Channel.LINE, contact=contact).delete()
+                outcomes.append(InboundOutcome())
+            else:
+                outcomes.append(InboundOutcome())
+    return outcomes

@@ -1,0 +1,18 @@
+"""Erase the bodies of delivered inbound messages older than MESSAGE_BODY_RETENTION_DAYS (metadata stays)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from channels_app.delivery import message_bodies_purge
+
+
+class Command(BaseCommand):
+    help = "Erase delivered message bodies past MESSAGE_BODY_RETENTION_DAYS (the worker also does this)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        erased = message_bodies_purge()
+        self.stdout.write(f"Erased {erased} message bodies (retention {settings.MESSAGE_BODY_RETENTION_DAYS} days).")

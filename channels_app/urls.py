@@ -1,0 +1,15 @@
+"""Provider webhook routes: /webhooks/<agentId>/<route> (contract §8)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from channels_app import webhooks
+
+urlpatterns = [
+    path("<str:agent_id>/sms", webhooks.sms_webhook, name="webhook-sms"),
+    path("<str:agent_id>/whatsapp", webhooks.whatsapp_webhook, name="webhook-whatsapp"),
+    path("<str:agent_id>/email", webhooks.email_webhook, name="webhook-email"),
+    path("<str:agent_id>/line", webhooks.line_webhook, name="webhook-line"),
+    path("<str:agent_id>/message-status", webhooks.message_status_webhook, name="webhook-message-status"),
+]

@@ -1,0 +1,148 @@
+"""Provider webhooks: verify the signature on the raw body → refuse (403) or accept → dedupe → store → 200.
+
+Delivery to the agent happens after the commit (channels_app.delivery), so the provider is answered at once.
+Unknown agents, inactive agents and blocked channels get a 200 with an empty answer, so providers stop
+retrying, and nothing is processed (contract §8).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.twiml.messaging_response import MessagingResponse
+
+from agents.crypto import decrypt
+from agents.models import Agent, Channel
+from channels_app import inbound, signatures
+from orchestrator import metrics
+
+logger = logging.getLogger(__name__)
+
+View = Callable[[HttpRequest, str], HttpResponse]
+
+
+def _agent(agent_id: str) -> Agent | None:
+    return Agent.objects.filter(pk=agent_id).first()
+
+
+def _refuse(kind: str) -> HttpResponse:
+    metrics.WEBHOOKS_RECEIVED.labels(type=kind, outcome="invalid_signature").inc()
+    return JsonResponse({"error": "The webhook signature is missing or invalid.", "code": "invalid_signature"}, status=403)
+
+
+def _counted(kind: str, outcome: str, response: HttpResponse) -> HttpResponse:
+    metrics.WEBHOOKS_RECEIVED.labels(type=kind, outcome=outcome).inc()
+    return response
+
+
+def twiml(reply: str | None = None) -> HttpResponse:
+    response = MessagingResponse()
+    if reply:
+        response.message(reply)
+    return HttpResponse(str(response), content_type="text/xml")
+
+
+def _twilio_verified(request: HttpRequest) -> bool:
+    if request.content_type == "application/json":
+        # JSON bodies are signed through the bodySHA256 query parameter (part of the signed URL).
+        params: Any = request.body.decode("utf-8", errors="replace")
+    else:
+        params = request.POST
+    return signatures.twilio_signature_valid(
+        url=signatures.public_url(request.get_full_path()),
+        params=params,
+        signature=request.headers.get("X-Twilio-Signature", ""),
+        auth_token=signatures.twilio_auth_token(),
+        signature_settings=request.headers.get("X-Twilio-Webhooks-Signature-Settings", ""),
+    )
+
+
+def _twilio_message_view(channel: str) -> View:
+    @csrf_exempt
+    @require_POST
+    def view(request: HttpRequest, agent_id: str) -> HttpResponse:
+        if not _twilio_verified(request):
+            return _refuse(channel)
+        agent = _agent(agent_id)
+        if agent is None or not inbound.agent_accepts(agent, channel):
+            return _counted(channel, "ignored", twiml())
+        outcome = inbound.twilio_message_receive(agent=agent, channel=channel, params=request.POST.dict())
+        return _counted(channel, "duplicate" if outcome.duplicate else "stored", twiml(outcome.reply))
+
+    view.__name__ = f"{channel}_webhook"
+    return view
+
+
+sms_webhook = _twilio_message_view(Channel.SMS)
+whatsapp_webhook = _twilio_message_view(Channel.WHATSAPP)
+
+
+@csrf_exempt
+@require_POST
+def message_status_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
+    """Twilio StatusCallback for our outbound SMS/WhatsApp: forward-only status, failures to the agent."""
+    if not _twilio_verified(request):
+        return _refuse("message_status")
+    agent = _agent(agent_id)
+    if agent is None:
+        return _counted("message_status", "ignored", twiml())
+    changed = inbound.outbound_status_record(
+        agent=agent,
+        external_id=request.POST.get("MessageSid") or request.POST.get("SmsSid") or "",
+        provider_status=request.POST.get("MessageStatus") or request.POST.get("SmsStatus") or "",
+        error_code=request.POST.get("ErrorCode") or "",
+    )
+    return _counted("message_status", "stored" if changed else "unchanged", twiml())
+
+
+@csrf_exempt
+@require_POST
+def email_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
+    """Resend (Svix) events; `email.received` is stored, other event types are acknowledged."""
+    if not signatures.svix_signature_valid(
+        body=request.body, headers=request.headers, secret=signatures.resend_webhook_secret()
+    ):
+        return _refuse("email")
+    agent = _agent(agent_id)
+    payload = _json(request.body)
+    if agent is None or not inbound.agent_accepts(agent, Channel.EMAIL) or payload.get("type") != "email.received":
+        return _counted("email", "ignored", JsonResponse({"ok": True}))
+    try:
+        outcome = inbound.email_received(agent=agent, event_id=request.headers["svix-id"], payload=payload)
+    except inbound.ProviderUnavailable as exc:
+        # Nothing stored: Svix redelivers with backoff, so the message is fetched later instead of lost.
+        logger.warning("Could not fetch received email for %s: %s", agent_id, exc)
+        return _counted("email", "retry", JsonResponse({"error": "Try again later.", "code": "provider_error"}, status=503))
+    return _counted("email", "duplicate" if outcome.duplicate else "stored", JsonResponse({"ok": True}))
+
+
+@csrf_exempt
+@require_POST
+def line_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
+    """LINE Messaging API webhook; an empty `events` list is the console's verify button."""
+    # The secret depends on the agent, so the agent is read first - but nothing is written before the check.
+    agent = _agent(agent_id)
+    secret = signatures.line_channel_secret(decrypt(agent.line_channel_secret_encrypted) if agent else "")
+    if not signatures.line_signature_valid(
+        body=request.body, signature=request.headers.get("X-Line-Signature", ""), secret=secret
+    ):
+        return _refuse("line")
+    if agent is None or not inbound.agent_accepts(agent, Channel.LINE):
+        return _counted("line", "ignored", HttpResponse(status=200))
+    outcomes = inbound.line_events_receive(agent=agent, payload=_json(request.body))
+    stored = any(outcome.message_id for outcome in outcomes)
+    return _counted("line", "stored" if stored else "acknowledged", HttpResponse(status=200))
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
