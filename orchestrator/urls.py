@@ -4,12 +4,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from orchestrator import health
+from orchestrator.api_docs import OpenApiView, integration_guide
 from orchestrator.rest import rest_urlpatterns
 
 urlpatterns = [
     path("health", health.health, name="health"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", health.metrics_view, name="metrics"),
+    path("api/v1/openapi.json", OpenApiView.as_view(), name="openapi"),
+    path("api/v1/integration-guide", integration_guide, name="integration-guide"),
     path("api/v1/", include(rest_urlpatterns())),
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels_app.urls")),
