@@ -31,6 +31,9 @@ from twilio.rest import Client
 from channels_app.providers.base import ProviderError, ProviderNotConfigured
 
 logger = logging.getLogger(__name__)
+# The SDK logs about ten INFO lines per request (URL, headers); keep them out of INFO-level logs.
+sdk_logger = logging.getLogger("twilio.http_client.orchestrator")
+sdk_logger.setLevel(logging.WARNING)
 
 PROVIDER = "twilio"
 TIMEOUT_SECONDS = 15.0
@@ -63,7 +66,7 @@ class RebasingHttpClient(TwilioHttpClient):
     """A TwilioHttpClient that sends every `*.twilio.com` request to `base_url` instead."""
 
     def __init__(self, base_url: str | None, timeout: float) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__(timeout=timeout, logger=sdk_logger)
         self.base = urlsplit(base_url) if base_url else None
 
     def rebase(self, url: str) -> str:

@@ -26,9 +26,13 @@ class TwilioSmsProvider:
         client = twilio_client.client(self.channel)
         params: dict[str, Any] = {
             "to": self.address(message.to_address),
-            "from_": self.address(message.from_address),
             "status_callback": status_callback_url(message),
         }
+        if message.from_address.startswith("MG"):
+            # A Messaging Service SID: Twilio picks the sender from the service's pool.
+            params["messaging_service_sid"] = message.from_address
+        else:
+            params["from_"] = self.address(message.from_address)
         params.update(self.content_params(message))
         if message.media_urls:
             params["media_url"] = list(message.media_urls)

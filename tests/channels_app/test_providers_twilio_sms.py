@@ -178,3 +178,10 @@ def test_it_checks_twilio_credentials_by_fetching_the_account(live_provider_sett
     assert live_provider_settings.last("twilio").path == f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}.json"
     with pytest.raises(ProviderError):
         twilio_client.check_credentials(TWILIO_ACCOUNT_SID, "nope", live_provider_settings.base_url("twilio"))
+
+
+def test_it_sends_from_a_messaging_service_when_the_sender_is_one(live_provider_settings) -> None:
+    TwilioSmsProvider().send(sms(from_address="MG" + "b" * 32))
+    form = live_provider_settings.last("twilio").form
+    assert form["MessagingServiceSid"] == "MG" + "b" * 32
+    assert "From" not in form
