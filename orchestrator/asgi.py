@@ -16,6 +16,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from orchestrator import metrics  # noqa: E402, F401  (imported now so uptime counts from server start)
 from orchestrator.lifespan import LifespanApp  # noqa: E402
 from orchestrator.logging import install_redaction_on_all_handlers  # noqa: E402
 from orchestrator.routing import PathDispatcher, http_mounts, websocket_urlpatterns  # noqa: E402

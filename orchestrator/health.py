@@ -12,8 +12,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client.exposition import choose_encoder
 
 from orchestrator import metrics
 
@@ -39,6 +41,8 @@ def health_body() -> dict[str, object]:
     }
 
 
+# No cookies or state here: exempt from CSRF so a stray POST gets a JSON 405, not an HTML 403.
+@csrf_exempt
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(health_body())
@@ -92,6 +96,8 @@ def provider_check(name: str) -> str:
         return "error"
 
 
+# No cookies or state here: exempt from CSRF so a stray POST gets a JSON 405, not an HTML 403.
+@csrf_exempt
 @require_GET
 def ready(request: HttpRequest) -> JsonResponse:
     checks: dict[str, str] = {"database": database_check()}
@@ -102,13 +108,15 @@ def ready(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ready" if is_ready else "not_ready", "checks": checks}, status=200 if is_ready else 503)
 
 
+# No cookies or state here: exempt from CSRF so a stray POST gets a JSON 405, not an HTML 403.
+@csrf_exempt
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     metrics.UPTIME.set(metrics.uptime_seconds())
+    registry: CollectorRegistry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        output = generate_latest(registry)
-    else:
-        output = generate_latest(REGISTRY)
-    return HttpResponse(output, content_type=CONTENT_TYPE_LATEST)
+    # Negotiate like prometheus_client's own exporter: 0.0.4 text unless the scraper asks for OpenMetrics.
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(registry), content_type=content_type)

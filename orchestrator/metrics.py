@@ -35,3 +35,21 @@ VOICE_TURN_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13),
 )
 UPTIME = Gauge("mcp_uptime_seconds", "Seconds since this process started", multiprocess_mode="max")
+
+# Known label values start at 0, so dashboards and alerts see a series before the first event.
+CHANNELS = ("sms", "email", "whatsapp", "line", "voice")
+LIMIT_TYPES = (
+    "per_minute",
+    "per_hour",
+    "per_day",
+    "spend_day",
+    "spend_month",
+    "calls_per_number",
+    "org_spend_day",
+    "org_spend_month",
+)
+for _channel in CHANNELS:
+    MESSAGES_SENT.labels(channel=_channel)
+    MESSAGES_RECEIVED.labels(channel=_channel)
+for _limit_type in LIMIT_TYPES:
+    RATE_LIMIT_HITS.labels(limit_type=_limit_type)

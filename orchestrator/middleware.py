@@ -34,14 +34,8 @@ class ApiErrorMiddleware:
                 ApiError(413, "payload_too_large", "Request bodies are limited to 1 MB; send media by URL.")
             )
         response = self.get_response(request)
-        if wants_json_errors(request.path) and response.status_code in (404, 405) and not _is_json(response):
-            if response.status_code == 404:
-                return JsonResponse({"error": "Not found.", "code": "not_found"}, status=404)
-            return JsonResponse(
-                {"error": f"Method {request.method} is not allowed here.", "code": "method_not_allowed"},
-                status=405,
-                headers={"Allow": response.get("Allow", "")},
-            )
+        if wants_json_errors(request.path) and _is_django_error_page(response):
+            return _json_twin(request, response)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -53,5 +47,30 @@ class ApiErrorMiddleware:
         return None
 
 
-def _is_json(response: HttpResponse) -> bool:
-    return response.get("Content-Type", "").startswith("application/json")
+# Django's own refusals (URL resolver, require_GET, the CSRF check) render HTML; API clients get §3 JSON.
+_DJANGO_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request", "The request is not valid."),
+    403: ("forbidden", "This request is not allowed."),
+    404: ("not_found", "Not found."),
+    413: ("payload_too_large", "Request bodies are limited to 1 MB; send media by URL."),
+    500: ("internal_error", "Internal server error."),
+}
+
+
+def _is_django_error_page(response: HttpResponse) -> bool:
+    # Only HTML (or empty) bodies: a webhook's deliberate TwiML or plain-text answer is left alone.
+    content_type = response.get("Content-Type", "")
+    return (response.status_code in _DJANGO_ERRORS or response.status_code == 405) and (
+        content_type.startswith("text/html") or not content_type
+    )
+
+
+def _json_twin(request: HttpRequest, response: HttpResponse) -> JsonResponse:
+    if response.status_code == 405:
+        return JsonResponse(
+            {"error": f"Method {request.method} is not allowed here.", "code": "method_not_allowed"},
+            status=405,
+            headers={"Allow": response.get("Allow", "")},
+        )
+    code, message = _DJANGO_ERRORS[response.status_code]
+    return JsonResponse({"error": message, "code": code}, status=response.status_code)

@@ -1,0 +1,204 @@
+"""Settings parsing: typed env helpers, DATABASE_URL / REDIS_URL, first-run secrets, start-up failures."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from orchestrator.env import Env, database_from_url, ensure_generated_secrets, parse_env_file, redis_channel_layer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def env_of(**values: str) -> Env:
+    return Env({}, environ=values)
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "TRUE", "yes", "on", " True "])
+def test_it_reads_true_values(raw: str) -> None:
+    assert env_of(FLAG=raw).bool("FLAG", False) is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "no", "off", ""])
+def test_it_reads_false_values(raw: str) -> None:
+    assert env_of(FLAG=raw).bool("FLAG", True) is False
+
+
+def test_it_uses_the_default_for_an_unset_bool() -> None:
+    assert env_of().bool("FLAG", True) is True
+
+
+def test_it_refuses_a_bool_it_cannot_read_and_names_the_variable() -> None:
+    with pytest.raises(ImproperlyConfigured, match="DEMO_MODE must be true or false, got 'maybe'"):
+        env_of(DEMO_MODE="maybe").bool("DEMO_MODE", False)
+
+
+def test_it_reads_integers_within_bounds() -> None:
+    assert env_of(PORT="8080").int("PORT", 3100, minimum=1, maximum=65535) == 8080
+    assert env_of(PORT="").int("PORT", 3100) == 3100
+    assert env_of().int("PORT", 3100) == 3100
+
+
+@pytest.mark.parametrize(("raw", "message"), [("abc", "PORT must be an integer"), ("70000", "PORT must be between")])
+def test_it_refuses_bad_integers_and_names_the_variable(raw: str, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        env_of(PORT=raw).int("PORT", 3100, minimum=1, maximum=65535)
+
+
+def test_it_reads_urls_without_a_trailing_slash() -> None:
+    env = env_of(PUBLIC_BASE_URL="https://comms.example.com/ ")
+    assert env.url("PUBLIC_BASE_URL", None) == "https://comms.example.com"
+    assert env_of().url("PUBLIC_BASE_URL", "http://localhost:3100") == "http://localhost:3100"
+
+
+@pytest.mark.parametrize("raw", ["comms.example.com", "ftp://comms.example.com", "https://"])
+def test_it_refuses_urls_that_are_not_http(raw: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="PUBLIC_BASE_URL must be a http/https URL"):
+        env_of(PUBLIC_BASE_URL=raw).url("PUBLIC_BASE_URL", None)
+
+
+def test_it_accepts_only_listed_choices() -> None:
+    choices = ("development", "production")
+    assert env_of(ENVIRONMENT="production").choice("ENVIRONMENT", "development", choices) == "production"
+    with pytest.raises(ImproperlyConfigured, match="ENVIRONMENT must be one of development, production"):
+        env_of(ENVIRONMENT="staging").choice("ENVIRONMENT", "development", choices)
+
+
+def test_it_lets_the_process_environment_win_over_the_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nPORT=4000\nexport DEMO_MODE='true'\nLOG_LEVEL=\"DEBUG\"\n\nnot a line\n")
+    env = Env(parse_env_file(env_file), environ={"PORT": "5000"})
+    assert env.int("PORT", 3100) == 5000
+    assert env.bool("DEMO_MODE", False) is True
+    assert env.str("LOG_LEVEL") == "DEBUG"
+
+
+def test_it_reads_a_relative_sqlite_url_into_the_repo_root(tmp_path: Path) -> None:
+    database = database_from_url("sqlite:///db.sqlite3", base_dir=tmp_path)
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert database["NAME"] == str(tmp_path / "db.sqlite3")
+
+
+def test_it_reads_an_absolute_sqlite_url() -> None:
+    assert database_from_url("sqlite:////var/lib/comms/db.sqlite3", base_dir=Path("/x"))["NAME"] == (
+        "/var/lib/comms/db.sqlite3"
+    )
+
+
+def test_it_reads_a_postgres_url_with_escaped_credentials() -> None:
+    database = database_from_url("postgres://comms:p%40ss@db.internal:6543/comms_prod", base_dir=Path("/x"))
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert (database["NAME"], database["USER"], database["PASSWORD"]) == ("comms_prod", "comms", "p@ss")
+    assert (database["HOST"], database["PORT"]) == ("db.internal", "6543")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://db/comms", "DATABASE_URL must start with sqlite:// or postgres://"),
+        ("postgres://db.internal:5432/", "names no PostgreSQL database"),
+        ("sqlite://", "names no SQLite file"),
+    ],
+)
+def test_it_refuses_database_urls_it_cannot_use(url: str, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        database_from_url(url, base_dir=Path("/x"))
+
+
+def test_it_builds_a_redis_channel_layer() -> None:
+    layer = redis_channel_layer("redis://127.0.0.1:6379/0")
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["CONFIG"]["hosts"] == ["redis://127.0.0.1:6379/0"]  # type: ignore[index]
+
+
+def test_it_refuses_a_redis_url_of_another_scheme() -> None:
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL must be a redis:// URL"):
+        redis_channel_layer("http://127.0.0.1:6379")
+
+
+def test_it_generates_missing_secrets_into_a_private_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEMO_MODE=true")  # no trailing newline: the generated lines must not glue onto it
+    env = Env(parse_env_file(env_file), environ={})
+
+    written = ensure_generated_secrets(env_file, env, generate_secret_key=True)
+
+    assert sorted(written) == ["ORCHESTRATOR_TOKEN", "SECRET_KEY"]
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    values = parse_env_file(env_file)
+    assert values["DEMO_MODE"] == "true"
+    assert values["ORCHESTRATOR_TOKEN"].startswith("orch_")
+    assert len(values["SECRET_KEY"]) >= 50
+    assert env.str("ORCHESTRATOR_TOKEN") == values["ORCHESTRATOR_TOKEN"]
+
+
+def test_it_keeps_existing_secrets_and_writes_only_the_missing_ones(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("SECRET_KEY=keep-me\n")
+    env = Env(parse_env_file(env_file), environ={})
+
+    assert ensure_generated_secrets(env_file, env, generate_secret_key=True) == ["ORCHESTRATOR_TOKEN"]
+    first = env_file.read_text()
+    assert "SECRET_KEY=keep-me\n" in first
+    assert ensure_generated_secrets(env_file, Env(parse_env_file(env_file), environ={}), generate_secret_key=True) == []
+    assert env_file.read_text() == first
+
+
+def test_it_does_not_write_a_secret_the_process_environment_provides(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env = Env({}, environ={"ORCHESTRATOR_TOKEN": "orch_from_env"})
+    assert ensure_generated_secrets(env_file, env, generate_secret_key=False) == []
+    assert not env_file.exists()
+
+
+def _import_settings(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "PORT", "DEMO_MODE", "PUBLIC_BASE_URL")
+    }
+    environ.update(
+        ENV_FILE=str(tmp_path / "absent.env"),
+        GENERATE_SECRETS="false",
+        SECRET_KEY="x" * 50,
+        DJANGO_SETTINGS_MODULE="orchestrator.settings",
+    )
+    environ.update(overrides)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.PORT)"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PORT", "abc", "PORT must be an integer, got 'abc'"),
+        ("DEMO_MODE", "perhaps", "DEMO_MODE must be true or false"),
+        ("DATABASE_URL", "mysql://db/x", "DATABASE_URL must start with sqlite:// or postgres://"),
+        ("PUBLIC_BASE_URL", "localhost:3100", "PUBLIC_BASE_URL must be a http/https URL"),
+        ("RESEND_WEBHOOK_SECRET", "abc", "RESEND_WEBHOOK_SECRET must start with whsec_"),
+    ],
+)
+def test_it_fails_at_start_naming_the_bad_variable(tmp_path: Path, variable: str, value: str, message: str) -> None:
+    result = _import_settings(tmp_path, **{variable: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_it_fails_at_start_in_production_without_a_secret_key(tmp_path: Path) -> None:
+    result = _import_settings(tmp_path, DEBUG="false", SECRET_KEY="")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_it_starts_with_good_values(tmp_path: Path) -> None:
+    result = _import_settings(tmp_path, PORT="3111")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3111"
