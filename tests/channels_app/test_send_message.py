@@ -1,0 +1,269 @@
+"""send-message through REST, in demo mode and in live mode against the loopback fake providers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from prometheus_client import REGISTRY
+
+from agents.models import OptOut, UsageBucket, UsageRecord
+from channels_app.models import Message
+from tests.fake_providers import LINE_CHANNEL_ACCESS_TOKEN, RESEND_API_KEY, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
+from tests.ops_helpers import Api, agent_with_numbers
+
+pytestmark = pytest.mark.django_db
+
+AWKWARD_TEXT = "Tom & cat; a=b?c\r\nsecond line 🐱👍🏽 שלום עולם مرحبا 日本語 %20 <b>&amp;</b>"
+TO = "+14155550123"
+
+
+@pytest.fixture
+def demo(settings):
+    settings.DEMO_MODE = True
+
+
+@pytest.fixture
+def agent(default_org):
+    return agent_with_numbers("agent-a", default_org, phone="+14155550100", whatsapp="+14155550101", line=True)
+
+
+def sent_counter(channel: str) -> float:
+    return REGISTRY.get_sample_value("mcp_messages_sent_total", {"channel": channel}) or 0.0
+
+
+# --- demo mode ------------------------------------------------------------------------------------
+
+
+def test_it_sends_an_sms_in_demo_mode_and_records_it(demo, agent):
+    _, token = agent
+    before = sent_counter("sms")
+    status, body = Api(token).post("send-message", {"to": TO, "body": "Hello"})
+    assert status == 200, body
+    assert body["success"] is True
+    assert body["channel"] == "sms" and body["from"] == "+14155550100" and body["to"] == TO
+    assert body["externalId"].startswith("SM") and len(body["externalId"]) == 34
+    assert body["cost"] == pytest.approx(0.0083)
+    message = Message.objects.get(pk=body["messageId"])
+    assert (message.direction, message.status, message.provider) == ("outbound", body["status"], "sandbox")
+    assert UsageRecord.objects.filter(agent_id="agent-a", reference=message.pk).count() == 1
+    assert sent_counter("sms") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("channel", "to", "extra", "sender"),
+    [
+        ("email", "ana@example.com", {"subject": "Hi", "html": "<p>Hi</p>"}, "agent-a@agents.example.com"),
+        ("whatsapp", "whatsapp:+14155550123", {"templateId": "HX" + "0" * 32}, "+14155550101"),
+        ("line", "U" + "a" * 32, {}, "agent-a"),
+    ],
+)
+def test_it_sends_on_every_channel_in_demo_mode(demo, agent, channel, to, extra, sender):
+    _, token = agent
+    status, body = Api(token).post("send-message", {"to": to, "body": "Hello", "channel": channel, **extra})
+    assert status == 200, body
+    assert body["channel"] == channel and body["from"] == sender
+    assert body["to"] == to.removeprefix("whatsapp:")
+
+
+def test_it_accepts_media_urls_as_a_list_or_a_single_string(demo, agent):
+    _, token = agent
+    api = Api(token)
+    _, first = api.post("send-message", {"to": TO, "body": "pic", "mediaUrls": ["https://example.com/a.png"]})
+    _, second = api.post("send-message", {"to": TO, "body": "pic", "mediaUrl": "https://example.com/b.png"})
+    assert Message.objects.get(pk=first["messageId"]).media_urls == ["https://example.com/a.png"]
+    assert Message.objects.get(pk=second["messageId"]).media_urls == ["https://example.com/b.png"]
+
+
+def test_it_never_rejects_normal_text_for_its_characters(demo, agent):
+    _, token = agent
+    status, body = Api(token).post("send-message", {"to": TO, "body": AWKWARD_TEXT})
+    assert status == 200, body
+    assert Message.objects.get(pk=body["messageId"]).body == AWKWARD_TEXT
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code", "field"),
+    [
+        ({"to": "4155550123", "body": "x"}, 400, "invalid_phone", "to"),
+        ({"to": "+1415", "body": "x"}, 400, "invalid_phone", "to"),
+        ({"to": "+14155550123; DROP", "body": "x"}, 400, "invalid_phone", "to"),
+        ({"to": "not-an-email", "body": "x", "channel": "email", "subject": "s"}, 400, "invalid_email", "to"),
+        ({"to": "ana@example.com", "body": "x", "channel": "email"}, 400, "invalid_request", "subject"),
+        ({"to": TO, "body": "x", "channel": "pigeon"}, 400, "invalid_request", "channel"),
+        ({"to": TO, "body": "x", "mediaUrls": ["file:///etc/passwd"]}, 400, "invalid_request", "mediaUrls.0"),
+        ({"body": "x"}, 400, "invalid_request", "to"),
+        ({"to": TO}, 400, "invalid_request", "body"),
+    ],
+)
+def test_it_refuses_bad_input_naming_the_field(demo, agent, payload, status, code, field):
+    _, token = agent
+    got_status, body = Api(token).post("send-message", payload)
+    assert (got_status, body["code"], body.get("field")) == (status, code, field), body
+    assert Message.objects.count() == 0
+
+
+def test_it_ignores_unknown_fields(demo, agent):
+    _, token = agent
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x", "priority": "urgent"})
+    assert status == 200, body
+
+
+def test_it_says_when_the_agent_has_no_number_for_the_channel(demo, default_org):
+    _, token = agent_with_numbers("agent-n", default_org, phone=None)
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
+    assert (status, body["code"]) == (400, "channel_not_provisioned")
+
+
+# --- idempotency ----------------------------------------------------------------------------------
+
+
+def test_it_returns_the_first_result_for_a_repeated_idempotency_key(demo, agent):
+    _, token = agent
+    api = Api(token)
+    _, first = api.post("send-message", {"to": TO, "body": "once", "idempotencyKey": "k-1"})
+    _, second = api.post("send-message", {"to": TO, "body": "once", "idempotencyKey": "k-1"})
+    assert second == first
+    assert Message.objects.count() == 1
+    assert UsageRecord.objects.count() == 1
+    _, other = api.post("send-message", {"to": TO, "body": "twice", "idempotencyKey": "k-2"})
+    assert other["messageId"] != first["messageId"]
+
+
+def test_it_scopes_idempotency_keys_to_the_agent(demo, agent, default_org):
+    _, token_a = agent
+    _, token_b = agent_with_numbers("agent-b", default_org, phone="+14155550102")
+    _, first = Api(token_a).post("send-message", {"to": TO, "body": "x", "idempotencyKey": "same"})
+    _, second = Api(token_b).post("send-message", {"to": TO, "body": "x", "idempotencyKey": "same"})
+    assert first["messageId"] != second["messageId"]
+
+
+def test_it_sends_again_once_the_idempotency_key_is_a_day_old(demo, agent):
+    _, token = agent
+    api = Api(token)
+    _, first = api.post("send-message", {"to": TO, "body": "x", "idempotencyKey": "old"})
+    Message.objects.filter(pk=first["messageId"]).update(created_at=Message.objects.get().created_at.replace(year=2020))
+    _, second = api.post("send-message", {"to": TO, "body": "x", "idempotencyKey": "old"})
+    assert second["messageId"] != first["messageId"]
+
+
+# --- live mode against the fake providers --------------------------------------------------------------
+
+
+def test_it_sends_an_sms_through_twilio_byte_exact(live_provider_settings, agent):
+    fake = live_provider_settings
+    _, token = agent
+    status, body = Api(token).post(
+        "send-message", {"to": TO, "body": AWKWARD_TEXT, "mediaUrls": ["https://example.com/a.png?x=1&y=2"]}
+    )
+    assert status == 200, body
+    request = fake.last("twilio", "POST", r"/Messages\.json$")
+    assert request.path == f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json"
+    assert request.basic_auth == (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)
+    assert request.form["Body"] == AWKWARD_TEXT
+    assert request.form["From"] == "+14155550100" and request.form["To"] == TO
+    assert request.form_lists["MediaUrl"] == ["https://example.com/a.png?x=1&y=2"]
+    assert request.form["StatusCallback"] == "http://localhost:3100/webhooks/agent-a/message-status"
+    assert body["externalId"] == Message.objects.get().external_id
+    assert body["externalId"].startswith("SM")
+
+
+def test_it_sends_whatsapp_with_prefixed_addresses(live_provider_settings, agent):
+    fake = live_provider_settings
+    _, token = agent
+    status, body = Api(token).post(
+        "send-message", {"to": TO, "body": "hi", "channel": "whatsapp", "templateId": "HX" + "1" * 32}
+    )
+    assert status == 200, body
+    request = fake.last("twilio", "POST", r"/Messages\.json$")
+    assert request.form["From"] == "whatsapp:+14155550101" and request.form["To"] == f"whatsapp:{TO}"
+
+
+def test_it_sends_email_through_resend_byte_exact(live_provider_settings, agent):
+    fake = live_provider_settings
+    _, token = agent
+    status, body = Api(token).post(
+        "send-message",
+        {"to": "ana@example.com", "body": AWKWARD_TEXT, "channel": "email", "subject": "Re: Tom & cat 🐱",
+         "idempotencyKey": "mail-1"},
+    )
+    assert status == 200, body
+    request = fake.last("resend", "POST")
+    assert request.bearer == RESEND_API_KEY
+    assert request.json["text"] == AWKWARD_TEXT
+    assert request.json["subject"] == "Re: Tom & cat 🐱"
+    assert request.json["to"] in (["ana@example.com"], "ana@example.com")
+    assert request.json["from"].endswith("agent-a@agents.example.com")
+
+
+def test_it_pushes_line_messages_with_the_default_channel(live_provider_settings, agent):
+    fake = live_provider_settings
+    _, token = agent
+    to = "U" + "b" * 32
+    status, body = Api(token).post("send-message", {"to": to, "body": AWKWARD_TEXT, "channel": "line"})
+    assert status == 200, body
+    request = fake.last("line", "POST")
+    assert request.bearer == LINE_CHANNEL_ACCESS_TOKEN
+    assert request.json["to"] == to
+    assert request.json["messages"][0]["text"] == AWKWARD_TEXT
+
+
+def test_it_uses_the_agents_own_line_credentials(live_provider_settings, default_org):
+    fake = live_provider_settings
+    with fake.lock:
+        fake.line_tokens.add("own-token")
+    _, token = agent_with_numbers("agent-l", default_org, line=True, line_channel_access_token="own-token",
+                                  line_channel_secret="own-secret")
+    status, _ = Api(token).post("send-message", {"to": "U" + "c" * 32, "body": "x", "channel": "line"})
+    assert status == 200
+    assert fake.last("line", "POST").bearer == "own-token"
+
+
+def test_it_sends_once_for_a_repeated_idempotency_key_in_live_mode(live_provider_settings, agent):
+    fake = live_provider_settings
+    _, token = agent
+    api = Api(token)
+    responses = [api.post("send-message", {"to": TO, "body": "x", "idempotencyKey": "live-1"}) for _ in range(3)]
+    assert len({body["messageId"] for _, body in responses}) == 1
+    assert len(fake.requests_to("twilio", "POST", r"/Messages\.json$")) == 1
+
+
+def test_it_charges_nothing_when_the_provider_refuses(live_provider_settings, agent):
+    fake = live_provider_settings
+    _, token = agent
+    fake.twilio_error(21211)
+    before = sent_counter("sms")
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x", "idempotencyKey": "refused"})
+    assert status == 502, body
+    assert body["code"] == "provider_error" and body["providerCode"] == "21211" and body["permanent"] is True
+    message = Message.objects.get()
+    assert message.status == "failed" and message.error_code == "21211"
+    assert UsageRecord.objects.count() == 0
+    assert all(b.actions == 0 and b.spend == Decimal("0") for b in UsageBucket.objects.all())
+    assert sent_counter("sms") == before
+    # The failed attempt does not hold the key: a retry really sends.
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x", "idempotencyKey": "refused"})
+    assert status == 200, body
+
+
+def test_it_records_an_opt_out_when_twilio_says_the_recipient_unsubscribed(live_provider_settings, agent):
+    fake = live_provider_settings
+    _, token = agent
+    fake.twilio_error(21610)
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
+    assert (status, body["code"]) == (403, "opted_out")
+    assert OptOut.objects.filter(agent_id="agent-a", channel="sms", contact=TO).exists()
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
+    assert (status, body["code"]) == (403, "opted_out")
+    assert len(fake.requests_to("twilio", "POST", r"/Messages\.json$")) == 1
+
+
+def test_it_answers_503_when_the_channel_has_no_provider_configured(settings, agent):
+    settings.DEMO_MODE = False
+    _, token = agent
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
+    assert (status, body["code"]) == (503, "provider_not_configured")
+    assert Message.objects.count() == 0
