@@ -273,3 +273,38 @@ def status_advances(current: str, new: str) -> bool:
     if current == new:
         return False
     return STATUS_RANK.get(new, -1) > STATUS_RANK.get(current, -1)
+
+
+@dataclass(frozen=True)
+class CallStatusUpdate:
+    """A provider's call progress report, in voice.models.CallStatus vocabulary."""
+
+    call_sid: str
+    status: str
+    provider: str
+    duration_seconds: int | None = None
+    cost: Decimal | None = None
+    error_code: str | None = None
+    answered_by: str | None = None
+
+
+# Forward-only ordering of call statuses; the five final statuses share the top rank.
+CALL_STATUS_RANK: dict[str, int] = {
+    "queued": 0,
+    "initiated": 1,
+    "ringing": 2,
+    "in-progress": 3,
+    "transferred": 4,
+    "completed": 5,
+    "busy": 5,
+    "no-answer": 5,
+    "canceled": 5,
+    "failed": 5,
+}
+
+
+def call_status_advances(current: str, new: str) -> bool:
+    """True when a report of `new` should replace `current` (status only moves forward, contract §8)."""
+    if current == new:
+        return False
+    return CALL_STATUS_RANK.get(new, -1) > CALL_STATUS_RANK.get(current, -1)

@@ -1,10 +1,9 @@
 """Email through Resend: send, fetch a received email's body, list sending domains.
 
 Quirks: the Resend SDK is configured through module globals (`resend.api_key`, `resend.api_url`), not a
-client object. Every call assigns both from settings immediately before calling the SDK; the values are
-the same for every caller in a process, so concurrent assignments are harmless. The admin's
-"test these credentials" check uses a different key and therefore holds `_explicit_key_lock` and restores
-the globals afterwards. Transport failures come back as ResendError(code=500, type "HttpClientError").
+client object, and reads them while it builds each request. Calls with the configured key share the
+globals (any number at once); the admin's "test this key" check, which needs a different key, takes them
+exclusively (`_sdk_globals`), so a concurrent send can never go out with a key typed into the setup form. Transport failures come back as ResendError(code=500, type "HttpClientError").
 Inbound `email.received` webhooks carry no body: it is fetched from /emails/receiving/<id>.
 Resend reports no price, so cost is the price table's.
 """
@@ -35,18 +34,61 @@ from channels_app.providers.base import (
 
 PROVIDER = "resend"
 DEFAULT_API_URL = "https://api.resend.com"
-_explicit_key_lock = threading.Lock()
+
+
+class _SdkGlobals:
+    """Shared use of the SDK's globals with the configured key, exclusive use with any other key.
+
+    Writers (explicit keys) get preference so that a steady stream of sends cannot starve the check.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._users = 0
+        self._exclusive = False
+        self._waiting_exclusive = 0
+
+    @contextlib.contextmanager
+    def configured(self) -> Iterator[None]:
+        if not settings.RESEND_API_KEY:
+            raise ProviderNotConfigured("email", ("RESEND_API_KEY",))
+        with self._condition:
+            while self._exclusive or self._waiting_exclusive:
+                self._condition.wait()
+            self._users += 1
+            resend.api_key = settings.RESEND_API_KEY
+            resend.api_url = settings.RESEND_API_BASE_URL or DEFAULT_API_URL
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._users -= 1
+                self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def explicit(self, api_key: str) -> Iterator[None]:
+        with self._condition:
+            self._waiting_exclusive += 1
+            while self._exclusive or self._users:
+                self._condition.wait()
+            self._waiting_exclusive -= 1
+            self._exclusive = True
+            resend.api_key = api_key
+            resend.api_url = settings.RESEND_API_BASE_URL or DEFAULT_API_URL
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._exclusive = False
+                resend.api_key = settings.RESEND_API_KEY
+                self._condition.notify_all()
+
+
+_sdk_globals = _SdkGlobals()
 
 
 def is_configured() -> bool:
     return bool(settings.RESEND_API_KEY)
-
-
-def _configure() -> None:
-    if not settings.RESEND_API_KEY:
-        raise ProviderNotConfigured("email", ("RESEND_API_KEY",))
-    resend.api_key = settings.RESEND_API_KEY
-    resend.api_url = settings.RESEND_API_BASE_URL or DEFAULT_API_URL
 
 
 def map_error(exc: ResendError) -> ProviderError:
@@ -90,7 +132,6 @@ class ResendEmailProvider:
     name = PROVIDER
 
     def send(self, message: OutboundMessage) -> SendResult:
-        _configure()
         params: dict[str, Any] = {
             "from": message.from_address,
             "to": [message.to_address],
@@ -104,7 +145,7 @@ class ResendEmailProvider:
         options: dict[str, Any] = {}
         if message.idempotency_key:
             options["idempotency_key"] = message.idempotency_key
-        with translate_errors():
+        with _sdk_globals.configured(), translate_errors():
             response = resend.Emails.send(cast(Any, params), cast(Any, options or None))
         cost, _ = pricing.estimate_message_cost("email")
         return SendResult(
@@ -118,8 +159,7 @@ class ResendEmailProvider:
         )
 
     def fetch_received(self, email_id: str) -> ReceivedEmail:
-        _configure()
-        with translate_errors():
+        with _sdk_globals.configured(), translate_errors():
             data: Any = resend.Emails.Receiving.get(email_id)
         return ReceivedEmail(
             id=str(data.get("id") or email_id),
@@ -134,8 +174,7 @@ class ResendEmailProvider:
         )
 
     def list_domains(self) -> list[EmailDomain]:
-        _configure()
-        with translate_errors():
+        with _sdk_globals.configured(), translate_errors():
             response: Any = resend.Domains.list()
         return [
             EmailDomain(id=str(d.get("id")), name=str(d.get("name")), status=str(d.get("status") or ""))
@@ -149,15 +188,8 @@ def readiness_check() -> None:
 
 def check_api_key(api_key: str) -> int:
     """List domains with an explicit key (the admin's credential test); returns the domain count."""
-    with _explicit_key_lock:
-        saved_key, saved_url = resend.api_key, resend.api_url
-        resend.api_key = api_key
-        resend.api_url = settings.RESEND_API_BASE_URL or DEFAULT_API_URL
-        try:
-            with translate_errors():
-                response: Any = resend.Domains.list()
-        finally:
-            resend.api_key, resend.api_url = saved_key, saved_url
+    with _sdk_globals.explicit(api_key), translate_errors():
+        response: Any = resend.Domains.list()
     return len(response.get("data") or [])
 
 

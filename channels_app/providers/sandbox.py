@@ -188,6 +188,8 @@ class SandboxTelephonyProvider:
     def search_numbers(self, country: str, *, limit: int = 1, area_code: str | None = None) -> list[AvailableNumber]:
         from agents.models import ChannelAddress, PhoneNumber
 
+        # Countries without a fictional range of their own get US sandbox numbers, labelled US.
+        country = "GB" if country.upper() == "GB" else "US"
         candidates = sandbox_numbers(country)
         taken = set(
             PhoneNumber.objects.filter(number__in=candidates, agent__isnull=False).values_list("number", flat=True)

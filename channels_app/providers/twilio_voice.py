@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels_app.providers import twilio_client
-from channels_app.providers.base import AvailableNumber, CallResult, PurchasedNumber, webhook_url
+from channels_app.providers.base import AvailableNumber, CallResult, CallStatusUpdate, PurchasedNumber, webhook_url
 
 CALL_STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
@@ -128,3 +128,26 @@ class TwilioVoiceProvider:
         client = twilio_client.client("voice")
         with twilio_client.translate_errors():
             client.incoming_phone_numbers(sid).delete()
+
+
+def parse_call_status(form: dict[str, str]) -> CallStatusUpdate | None:
+    """A Twilio call status callback (CallSid, CallStatus, CallDuration, ...) as a CallStatusUpdate.
+
+    Twilio sends `CallDuration` (seconds, string) only with the final event and rarely a `Price`; the
+    price usually appears later on the Call resource, so callers fall back to the price table.
+    Returns None for a form without CallSid/CallStatus.
+    """
+    sid = form.get("CallSid")
+    status = (form.get("CallStatus") or "").lower()
+    if not sid or not status:
+        return None
+    duration = form.get("CallDuration") or form.get("Duration")
+    return CallStatusUpdate(
+        call_sid=sid,
+        status=status,
+        provider=twilio_client.PROVIDER,
+        duration_seconds=int(duration) if duration and duration.isdigit() else None,
+        cost=twilio_client.parse_price(form.get("Price")),
+        error_code=form.get("ErrorCode") or None,
+        answered_by=form.get("AnsweredBy") or None,
+    )

@@ -136,3 +136,22 @@ def test_it_reads_resend_delivery_events(event, status: str, error_code: str | N
 def test_it_ignores_resend_events_that_change_no_status() -> None:
     assert parse_delivery_event({"type": "email.opened", "data": {"email_id": "e1"}}) is None
     assert parse_delivery_event({"type": "email.received", "data": {"email_id": "e1"}}) is None
+
+
+def test_it_never_sends_with_a_key_being_checked_in_another_thread(live_provider_settings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(_: int) -> None:
+        ResendEmailProvider().send(email())
+
+    def check(_: int) -> None:
+        with pytest.raises(ProviderError):
+            resend_email.check_api_key("re_typed_into_the_setup_form")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(send if i % 3 else check, i) for i in range(30)]
+        for future in futures:
+            future.result()
+    sends = live_provider_settings.requests_to("resend", "POST", "^/emails$")
+    assert len(sends) == 20
+    assert {request.bearer for request in sends} == {RESEND_API_KEY}

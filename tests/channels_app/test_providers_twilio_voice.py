@@ -122,3 +122,32 @@ def test_it_releases_a_number_by_deleting_it(live_provider_settings) -> None:
     request = live_provider_settings.last("twilio", "DELETE")
     assert request.path == f"{ACCOUNT}/IncomingPhoneNumbers/{bought.sid}.json"
     assert bought.sid not in live_provider_settings.twilio_numbers
+
+
+def test_it_reads_a_final_call_status_callback() -> None:
+    from decimal import Decimal
+
+    from channels_app.providers.twilio_voice import parse_call_status
+
+    update = parse_call_status(
+        {"CallSid": "CA" + "2" * 32, "CallStatus": "completed", "CallDuration": "63", "Price": "-0.02800", "AnsweredBy": "human"}
+    )
+    assert update is not None
+    assert (update.call_sid, update.status, update.duration_seconds, update.cost, update.answered_by) == (
+        "CA" + "2" * 32,
+        "completed",
+        63,
+        Decimal("0.02800"),
+        "human",
+    )
+    assert parse_call_status({"MessageSid": "SM1"}) is None
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "advances"),
+    [("queued", "ringing", True), ("in-progress", "completed", True), ("completed", "in-progress", False), ("busy", "failed", False)],
+)
+def test_it_moves_call_status_forward_only(current: str, new: str, advances: bool) -> None:
+    from channels_app.providers.base import call_status_advances
+
+    assert call_status_advances(current, new) is advances
