@@ -324,6 +324,9 @@ class ProviderRequestHandler(BaseHTTPRequestHandler):
 
     def twilio(self, request: RecordedRequest) -> None:
         fake = self.providers
+        if m := re.match(r"^/v2/Channels/Senders/(XE[0-9a-f]{32})$", request.path):
+            self.twilio_sender(request, m.group(1))
+            return
         match = re.match(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})(?:\.json|/(.*))?$", request.path)
         if not match:
             self.send_json(404, twilio_error_body(20404, 404))
@@ -489,6 +492,24 @@ class ProviderRequestHandler(BaseHTTPRequestHandler):
                 self.send_json(200, record)
             return
         self.send_json(404, twilio_error_body(20404, 404))
+
+    def twilio_sender(self, request: RecordedRequest, sid: str) -> None:
+        """Messaging v2 Senders API (JSON bodies, unlike the 2010-04-01 API's forms)."""
+        if request.basic_auth != (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN):
+            self.send_json(401, {**twilio_error_body(20003, 401), "detail": "Your AccountSid or AuthToken was incorrect."})
+            return
+        webhook = (request.json or {}).get("webhook") or {}
+        self.send_json(200, {
+            "sid": sid,
+            "status": "ONLINE",
+            "sender_id": "whatsapp:+14155550111",
+            "configuration": {"waba_id": "1234567890"},
+            "webhook": webhook,
+            "profile": {"name": "Fake sender"},
+            "properties": {"quality_rating": "HIGH", "messaging_limit": "10K"},
+            "offline_reasons": None,
+            "url": f"https://messaging.twilio.com/v2/Channels/Senders/{sid}",
+        })
 
     # --- Resend -------------------------------------------------------------------------------------------
 

@@ -170,6 +170,10 @@ class TelephonyProvider(Protocol):
 
     def release_number(self, sid: str) -> None: ...
 
+    def configure_whatsapp_sender(self, sender_sid: str, *, agent_id: str) -> bool:
+        """Route a pooled WhatsApp sender's inbound messages to the agent; False if not API-configurable."""
+        ...
+
 
 @dataclass(frozen=True)
 class ReceivedEmail:

@@ -214,6 +214,10 @@ class SandboxTelephonyProvider:
     def release_number(self, sid: str) -> None:
         logger.info("Sandbox release of %s", sid)
 
+    def configure_whatsapp_sender(self, sender_sid: str, *, agent_id: str) -> bool:
+        logger.info("Sandbox WhatsApp sender %s routed to %s", sender_sid, agent_id)
+        return True
+
 
 SANDBOX_VOICES = (
     Voice(voice_id="sandbox-rachel", name="Rachel (sandbox)", category="premade"),

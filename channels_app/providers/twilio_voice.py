@@ -129,6 +129,11 @@ class TwilioVoiceProvider:
         with twilio_client.translate_errors():
             client.incoming_phone_numbers(sid).delete()
 
+    def configure_whatsapp_sender(self, sender_sid: str, *, agent_id: str) -> bool:
+        from channels_app.providers.twilio_whatsapp import configure_sender
+
+        return configure_sender(sender_sid, agent_id=agent_id)
+
 
 def parse_call_status(form: dict[str, str]) -> CallStatusUpdate | None:
     """A Twilio call status callback (CallSid, CallStatus, CallDuration, ...) as a CallStatusUpdate.

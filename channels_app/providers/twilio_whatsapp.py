@@ -4,6 +4,11 @@ Quirks: both addresses carry the `whatsapp:` prefix on the wire (we store plain 
 Twilio Content API templates (ContentSid `HX…` + ContentVariables as a JSON object string) and replace
 the body; free text outside the 24-hour session fails with 63016, mapped to reason
 "whatsapp_window_closed". WhatsApp messages report "read" as a final status.
+
+Inbound routing: a pooled sender's incoming-message webhook lives on the sender itself (Senders API,
+messaging.twilio.com/v2/Channels/Senders/XE…, JSON body), not on a phone number. Assigning a sender to an
+agent points it at that agent's webhooks. Senders registered the legacy way have no `XE` SID and must be
+pointed at us in the Twilio console.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels_app.providers.base import OutboundMessage
+from twilio.rest.messaging.v2.channels_sender import ChannelsSenderList
+
+from channels_app.providers import twilio_client
+from channels_app.providers.base import OutboundMessage, webhook_url
 from channels_app.providers.twilio_sms import TwilioSmsProvider
 
 PREFIX = "whatsapp:"
@@ -41,3 +49,24 @@ class TwilioWhatsAppProvider(TwilioSmsProvider):
                 )
             return params
         return {"body": message.body}
+
+
+def configure_sender(sender_sid: str, *, agent_id: str) -> bool:
+    """Point a WhatsApp sender's inbound and status webhooks at the agent; False when the SID is not a
+    Senders API sender (nothing to configure through the API)."""
+    if not sender_sid.startswith("XE"):
+        return False
+    update = ChannelsSenderList.MessagingV2ChannelsSenderRequestsUpdate(
+        {
+            "webhook": {
+                "callback_url": webhook_url(agent_id, "whatsapp"),
+                "callback_method": "POST",
+                "status_callback_url": webhook_url(agent_id, "message-status"),
+                "status_callback_method": "POST",
+            }
+        }
+    )
+    client = twilio_client.client("whatsapp")
+    with twilio_client.translate_errors():
+        client.messaging.v2.channels_senders(sender_sid).update(update)
+    return True

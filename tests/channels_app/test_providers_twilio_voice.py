@@ -151,3 +151,20 @@ def test_it_moves_call_status_forward_only(current: str, new: str, advances: boo
     from channels_app.providers.base import call_status_advances
 
     assert call_status_advances(current, new) is advances
+
+
+def test_it_points_a_pooled_whatsapp_sender_at_the_agents_webhooks(live_provider_settings) -> None:
+    sender_sid = "XE" + "c" * 32
+    assert TwilioVoiceProvider().configure_whatsapp_sender(sender_sid, agent_id="agent-a") is True
+    request = live_provider_settings.last("twilio", "POST", "Channels/Senders")
+    assert request.path == f"/v2/Channels/Senders/{sender_sid}"
+    assert request.basic_auth == (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)
+    assert request.json["webhook"]["callback_url"] == "http://localhost:3100/webhooks/agent-a/whatsapp"
+    assert request.json["webhook"]["callback_method"] == "POST"
+    assert request.json["webhook"]["status_callback_url"] == "http://localhost:3100/webhooks/agent-a/message-status"
+
+
+def test_it_leaves_a_console_configured_whatsapp_sender_alone(live_provider_settings) -> None:
+    assert TwilioVoiceProvider().configure_whatsapp_sender("", agent_id="agent-a") is False
+    assert TwilioVoiceProvider().configure_whatsapp_sender("PN" + "1" * 32, agent_id="agent-a") is False
+    assert live_provider_settings.requests_to("twilio") == []
