@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 TRUE_VALUES = {"1", "true", "yes", "on"}
-FALSE_VALUES = {"0", "false", "no", "off", ""}
+FALSE_VALUES = {"0", "false", "no", "off"}
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -51,7 +51,9 @@ class Env:
         self.environ = environ if environ is not None else os.environ
 
     def raw(self, name: str) -> str | None:
-        if name in self.environ:
+        # An empty process variable counts as unset (compose files pass `KEY=${KEY}` through empty),
+        # so it does not hide the `.env` value, e.g. a generated SECRET_KEY.
+        if self.environ.get(name):
             return self.environ[name]
         return self.file_values.get(name)
 
@@ -65,7 +67,7 @@ class Env:
 
     def bool(self, name: builtins.str, default: bool) -> bool:
         value = self.raw(name)
-        if value is None:
+        if value is None or not value.strip():
             return default
         lowered = value.strip().lower()
         if lowered in TRUE_VALUES:
@@ -96,7 +98,7 @@ class Env:
         return value.strip().rstrip("/")
 
     def choice(self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]) -> builtins.str:
-        value = self.str(name, default)
+        value = self.raw(name) or default  # empty means default, as for the other helpers
         if value not in choices:
             raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
@@ -161,10 +163,17 @@ def ensure_generated_secrets(env_path: Path, env: Env, *, generate_secret_key: b
     existing = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"
-    addition = "".join(f"{key}={value}\n" for key, value in wanted.items())
+    # Fill an empty `KEY=` placeholder (as in .env.example) in place; append keys that have no line.
+    lines = existing.splitlines(keepends=True)
+    pending = dict(wanted)
+    for index, line in enumerate(lines):
+        key, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and key in pending and not value.strip():
+            lines[index] = f"{key}={pending.pop(key)}\n"
+    addition = "".join(f"{key}={value}\n" for key, value in pending.items())
     fd = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(existing + addition)
+        handle.write("".join(lines) + addition)
     os.chmod(env_path, stat.S_IRUSR | stat.S_IWUSR)
     env.file_values.update(wanted)
     if "ORCHESTRATOR_TOKEN" in wanted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -25,13 +26,15 @@ def test_it_reads_true_values(raw: str) -> None:
     assert env_of(FLAG=raw).bool("FLAG", False) is True
 
 
-@pytest.mark.parametrize("raw", ["0", "false", "no", "off", ""])
+@pytest.mark.parametrize("raw", ["0", "false", "no", "off", "FALSE"])
 def test_it_reads_false_values(raw: str) -> None:
     assert env_of(FLAG=raw).bool("FLAG", True) is False
 
 
-def test_it_uses_the_default_for_an_unset_bool() -> None:
+def test_it_uses_the_default_for_an_unset_or_empty_bool() -> None:
     assert env_of().bool("FLAG", True) is True
+    assert env_of(FLAG=" ").bool("FLAG", True) is True
+    assert Env({"FLAG": ""}, environ={}).bool("FLAG", False) is False
 
 
 def test_it_refuses_a_bool_it_cannot_read_and_names_the_variable() -> None:
@@ -77,6 +80,11 @@ def test_it_lets_the_process_environment_win_over_the_env_file(tmp_path: Path) -
     assert env.int("PORT", 3100) == 5000
     assert env.bool("DEMO_MODE", False) is True
     assert env.str("LOG_LEVEL") == "DEBUG"
+
+
+def test_it_lets_an_empty_process_variable_fall_back_to_the_env_file() -> None:
+    env = Env({"SECRET_KEY": "from-file"}, environ={"SECRET_KEY": ""})
+    assert env.optional("SECRET_KEY") == "from-file"
 
 
 def test_it_reads_a_relative_sqlite_url_into_the_repo_root(tmp_path: Path) -> None:
@@ -150,6 +158,21 @@ def test_it_keeps_existing_secrets_and_writes_only_the_missing_ones(tmp_path: Pa
     assert env_file.read_text() == first
 
 
+def test_it_fills_empty_placeholders_instead_of_adding_second_lines(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("SECRET_KEY=\nPORT=3100\nORCHESTRATOR_TOKEN=\n")
+
+    ensure_generated_secrets(env_file, Env(parse_env_file(env_file), environ={}), generate_secret_key=True)
+
+    lines = env_file.read_text().splitlines()
+    assert [line.split("=")[0] for line in lines] == ["SECRET_KEY", "PORT", "ORCHESTRATOR_TOKEN"]
+    assert all(line.split("=", 1)[1] for line in lines)
+
+
+def test_it_treats_an_empty_choice_as_the_default() -> None:
+    assert env_of(ENVIRONMENT="").choice("ENVIRONMENT", "development", ("development", "production")) == "development"
+
+
 def test_it_does_not_write_a_secret_the_process_environment_provides(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env = Env({}, environ={"ORCHESTRATOR_TOKEN": "orch_from_env"})
@@ -196,6 +219,30 @@ def test_it_fails_at_start_in_production_without_a_secret_key(tmp_path: Path) ->
     result = _import_settings(tmp_path, DEBUG="false", SECRET_KEY="")
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_it_starts_from_a_copy_of_env_example(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text((REPO_ROOT / ".env.example").read_text())
+
+    result = _import_settings(
+        tmp_path, ENV_FILE=str(env_file), GENERATE_SECRETS="true", SECRET_KEY="", ORCHESTRATOR_TOKEN=""
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3100"
+    values = parse_env_file(env_file)
+    assert values["ORCHESTRATOR_TOKEN"].startswith("orch_") and values["SECRET_KEY"]
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+
+
+def test_it_documents_every_setting_in_env_example() -> None:
+    settings_source = (REPO_ROOT / "orchestrator" / "settings.py").read_text()
+    read = set(re.findall(r'env\.\w+\("([A-Z_]+)"', settings_source)) | {"ENV_FILE", "PROMETHEUS_MULTIPROC_DIR"}
+    example = (REPO_ROOT / ".env.example").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert sorted(name for name in read if name not in example) == []
+    assert sorted(name for name in read if f"`{name}`" not in readme) == []
 
 
 def test_it_starts_with_good_values(tmp_path: Path) -> None:
