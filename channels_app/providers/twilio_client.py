@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -145,9 +145,13 @@ def parse_price(price: Any) -> Decimal | None:
 
 
 def map_error(exc: Exception) -> ProviderError:
-    if isinstance(exc, TwilioRestException):
+    if isinstance(exc, TwilioRestException | TwilioServiceException):
+        # TwilioServiceException is the RFC 9457 shape newer APIs (Messaging v2) answer with.
         code = int(exc.code) if exc.code is not None else None
-        message = str(exc.msg or f"Twilio answered HTTP {exc.status}")
+        if isinstance(exc, TwilioRestException):
+            message = str(exc.msg or f"Twilio answered HTTP {exc.status}")
+        else:
+            message = str(exc.detail or exc.title or f"Twilio answered HTTP {exc.status}")
         if code in ERROR_CODES:
             permanent, reason = ERROR_CODES[code]
         elif exc.status == 429:

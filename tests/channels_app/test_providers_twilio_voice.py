@@ -168,3 +168,22 @@ def test_it_leaves_a_console_configured_whatsapp_sender_alone(live_provider_sett
     assert TwilioVoiceProvider().configure_whatsapp_sender("", agent_id="agent-a") is False
     assert TwilioVoiceProvider().configure_whatsapp_sender("PN" + "1" * 32, agent_id="agent-a") is False
     assert live_provider_settings.requests_to("twilio") == []
+
+
+def test_it_maps_an_rfc9457_error_from_the_senders_api(live_provider_settings) -> None:
+    live_provider_settings.script(
+        "twilio",
+        status=404,
+        path="Channels/Senders",
+        json_body={
+            "type": "https://www.twilio.com/docs/errors/20404",
+            "title": "Not Found",
+            "status": 404,
+            "code": 20404,
+            "detail": "Sender XE… was not found",
+        },
+    )
+    with pytest.raises(ProviderError) as raised:
+        TwilioVoiceProvider().configure_whatsapp_sender("XE" + "d" * 32, agent_id="agent-a")
+    assert (raised.value.code, raised.value.status, raised.value.reason, raised.value.permanent) == ("20404", 404, "not_found", True)
+    assert raised.value.message == "Sender XE… was not found"
