@@ -501,3 +501,8 @@ async def shutdown() -> None:
                 await _compare_and_delete(link.redis, OWNER_KEY_PREFIX + agent_id, value)
         with contextlib.suppress(Exception):
             await link.redis.aclose()
+        close_pools = getattr(link.layer, "close_pools", None)
+        if close_pools is not None:
+            # channels_redis keeps a connection pool per event loop; this loop is about to end.
+            with contextlib.suppress(Exception):
+                await close_pools()

@@ -20,9 +20,15 @@ from typing import Any
 
 import pytest
 import uvicorn
-from django.db import connection
+from asgiref.sync import sync_to_async
+from django.db import connection, connections
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Live-server tests need committed data (`django_db(transaction=True)`). Naming the apps they use
+# makes the flush after each test truncate only those tables and skip the post_migrate signal,
+# which on PostgreSQL turns about a second per test into a few milliseconds.
+LIVE_SERVER_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "agents", "channels_app", "voice", "admin_ui"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,9 @@ async def asgi_server(transactional_db: None) -> AsyncIterator[LiveServer]:
         # lifespan="off" (as under daphne): run what a lifespan shutdown would.
         await run_shutdown_hooks()
         await agent_registry.shutdown()
+        # The server ran ORM calls in Django's sync thread; close those connections, or PostgreSQL
+        # refuses to drop the test database at the end of the run.
+        await sync_to_async(connections.close_all)()
 
 
 def shared_database_url() -> str | None:
@@ -98,13 +107,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def second_asgi_server(transactional_db: None) -> Iterator[LiveServer]:
-    """Another server process (uvicorn in a subprocess) sharing this test's database and Redis."""
+@pytest.fixture(scope="session")
+def second_asgi_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[LiveServer]:
+    """Another server process (uvicorn in a subprocess) sharing this test run's database and Redis.
+
+    Session-scoped: starting Django in a subprocess costs seconds. Tests that use it also need
+    committed data, so they are marked `django_db(transaction=True)`.
+    """
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         pytest.skip("needs REDIS_URL: two processes share agent sessions only through Redis")
-    database_url = shared_database_url()
+    with django_db_blocker.unblock():
+        database_url = shared_database_url()
     if database_url is None:
         pytest.skip("needs a database another process can open (PostgreSQL, or SQLite in a file via DATABASE_URL)")
     port = free_port()
@@ -129,6 +143,7 @@ def second_asgi_server(transactional_db: None) -> Iterator[LiveServer]:
                 time.sleep(0.05)
         yield LiveServer("127.0.0.1", port)
     finally:
+        # Stopped before the test database is dropped: its connections would block the drop.
         process.terminate()
         try:
             process.wait(timeout=10)

@@ -12,10 +12,10 @@ import pytest
 from mcp_types import CreateMessageRequestParams, CreateMessageResult, LoggingMessageNotificationParams, TextContent
 
 from orchestrator import agent_registry
-from tests.live_server import LiveServer
+from tests.live_server import LIVE_SERVER_APPS, LiveServer
 from tests.orchestrator.mcp_clients import agent_token, bearer, sse_session, streamable_session
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, available_apps=LIVE_SERVER_APPS)
 
 
 async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:

@@ -6,10 +6,10 @@ import httpx
 import pytest
 from mcp.client import Client
 
-from tests.live_server import LiveServer
+from tests.live_server import LIVE_SERVER_APPS, LiveServer
 from tests.orchestrator.mcp_clients import agent_token, bearer, org_token, sse_session, streamable_session
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, available_apps=LIVE_SERVER_APPS)
 
 
 async def test_it_serves_tools_over_sse_with_a_query_token_only(asgi_server: LiveServer, make_agent) -> None:
