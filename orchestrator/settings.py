@@ -191,6 +191,8 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Drop Django's default console handler so its lines reach the (redacting) root handler once.
+        "django": {"handlers": [], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
     },
