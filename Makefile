@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PORT ?= 3100
+# The port settings read (environment, else .env, else 3100), so daphne and PUBLIC_BASE_URL agree.
+PORT ?= $(or $(shell sed -n 's/^PORT=//p' .env 2>/dev/null | tail -n 1),3100)
 
 .PHONY: run test lint venv migrate demo worker clean
 
