@@ -37,7 +37,7 @@ from agents.principals import Principal, Role
 from agents.selectors import agent_get_for_principal
 from orchestrator.errors import ApiError
 from orchestrator.lifespan import on_shutdown
-from orchestrator.logging import RedactTokensFilter
+from orchestrator.logging import RedactTokensFilter, redact
 from orchestrator.mcp_server import (
     BINDING_SCOPE_KEY,
     TRANSPORT_SSE,
@@ -73,6 +73,24 @@ def install_request_log_redaction() -> None:
         target = logging.getLogger(name)
         if not any(isinstance(f, RedactTokensFilter) for f in target.filters):
             target.addFilter(RedactTokensFilter())
+    _redact_daphne_access_log()
+
+
+def _redact_daphne_access_log() -> None:
+    """daphne's CLI writes its access log straight to a stream, past `logging`; wrap its writer."""
+    try:
+        from daphne.access import AccessLogGenerator
+    except ImportError:
+        return
+    original = AccessLogGenerator.write_entry
+    if getattr(original, "redacts_tokens", False):
+        return
+
+    def write_entry(self: AccessLogGenerator, host: Any, date: Any, request: str, *args: Any, **kwargs: Any) -> None:
+        original(self, host, date, redact(request), *args, **kwargs)
+
+    write_entry.redacts_tokens = True  # type: ignore[attr-defined]
+    AccessLogGenerator.write_entry = write_entry  # type: ignore[method-assign]
 
 
 def mcp_http_mounts() -> dict[str, Any]:

@@ -231,3 +231,19 @@ def test_it_redacts_query_tokens_from_request_log_lines() -> None:
     finally:
         access.removeHandler(handler)
     assert records == ['127.0.0.1:5 - "GET /sse?token=[redacted]&x=1 HTTP/1.1" 200']
+
+
+def test_it_redacts_query_tokens_from_daphnes_access_log() -> None:
+    import io
+
+    from daphne.access import AccessLogGenerator
+
+    from orchestrator.mcp_transport import install_request_log_redaction
+
+    install_request_log_redaction()
+    stream = io.StringIO()
+    AccessLogGenerator(stream)(
+        "http", "complete", {"client": "127.0.0.1:9", "method": "GET", "path": "/sse?token=agt_abcdefghijklmnopqrstu&agentId=a", "status": 200, "size": 5}
+    )
+    assert "agt_abcdefghijklmnopqrstu" not in stream.getvalue()
+    assert '"GET /sse?token=[redacted]&agentId=a" 200 5' in stream.getvalue()
