@@ -25,6 +25,15 @@ def demo(settings):
     settings.DEMO_MODE = True
 
 
+@pytest.fixture(autouse=True)
+def close_connections_after_each_request(monkeypatch):
+    """Django serves each live-server request in its own thread; with CONN_MAX_AGE those threads' database
+    connections outlive the test and PostgreSQL then refuses to drop the test database."""
+    from django.db import connection
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+
+
 async def make_agent_async(agent_id: str = "agent-a") -> str:
     def make() -> str:
         org = Organization.objects.get_or_create(pk="default", defaults={"name": "Default organization"})[0]
