@@ -29,7 +29,7 @@ admin.site.site_title = "Comms admin"
 
 
 class ReadOnlyTokenAdmin(admin.ModelAdmin):
-    list_display = ("display_prefix", "label", "created_at", "last_used_at", "revoked_at")
+    list_display: tuple[str, ...] = ("display_prefix", "label", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("digest", "display_prefix", "created_at", "last_used_at")
     exclude = ("token_encrypted",)
 
