@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -44,6 +43,7 @@ from orchestrator.mcp_server import (
     TRANSPORT_STREAMABLE,
     Binding,
     get_server,
+    run_blocking,
     streams,
 )
 
@@ -312,7 +312,7 @@ class McpGate:
 async def _authenticate(scope: Scope, headers: dict[str, str], token: str | None) -> Principal:
     client = scope.get("client")
     address = client_address_from(client[0] if client else None, headers.get("x-forwarded-for"))
-    return await sync_to_async(authenticate_token)(token, client_address=address)
+    return await run_blocking(authenticate_token, token, client_address=address)
 
 
 async def _check_pin(scope: Scope, headers: dict[str, str], pin: Pin, *, token: str | None, required: bool = False) -> None:
@@ -336,7 +336,7 @@ async def resolve_session_agent(principal: Principal, agent_id: str | None) -> s
         return principal.agent_id
     if not agent_id:
         return None
-    agent = await sync_to_async(agent_get_for_principal)(principal, agent_id)
+    agent = await run_blocking(agent_get_for_principal, principal, agent_id)
     return str(agent.pk)
 
 
