@@ -55,11 +55,20 @@ def _read(path: Path) -> list[dict[str, Any]]:
     return organizations
 
 
-@transaction.atomic
 def demo_data_load(*, path: Path = DEMO_DATA_PATH) -> DemoLoadResult:
     """Create whatever of the demo data is missing; never touches (or re-issues tokens for) what exists."""
+    organizations = _read(path)
+    try:
+        return _load(organizations)
+    except (KeyError, TypeError) as exc:
+        # The transaction rolled back: a half-read file leaves nothing behind.
+        raise DemoDataError(f"{path} is not valid demo data: missing or malformed {exc}") from None
+
+
+@transaction.atomic
+def _load(organizations: list[dict[str, Any]]) -> DemoLoadResult:
     result = DemoLoadResult()
-    for org_data in _read(path):
+    for org_data in organizations:
         org_id = org_data["id"]
         org = Organization.objects.filter(pk=org_id).first()
         if org is None and org_id == DEFAULT_ORG_ID:

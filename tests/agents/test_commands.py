@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from agents.models import Agent, AgentToken, ChannelAddress, OrgToken, PhoneNumber
+from agents.models import Agent, AgentToken, ChannelAddress, Organization, OrgToken, PhoneNumber
 from agents.principals import Role
 from agents.selectors import principal_from_token
 
@@ -178,11 +178,19 @@ def test_it_creates_only_the_missing_demo_agent(tmp_path: Path) -> None:
     assert not [t for t in tokens_in(output) if t.startswith("org_")]
 
 
-def test_it_refuses_a_malformed_demo_data_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"orgs": []},
+        {"organizations": [{"id": "x", "name": "X", "agents": [{"id": "no-display-name"}]}]},
+    ],
+)
+def test_it_refuses_a_malformed_demo_data_file_and_leaves_nothing_behind(tmp_path: Path, content: object) -> None:
     broken = tmp_path / "demo.json"
-    broken.write_text(json.dumps({"orgs": []}))
+    broken.write_text(json.dumps(content))
     with pytest.raises(CommandError, match="not valid demo data"):
         run("load_demo_data", "--path", str(broken))
+    assert not Organization.objects.filter(pk="x").exists()
 
 
 def test_it_prints_how_to_connect_with_a_placeholder_token(settings: Any) -> None:
