@@ -215,6 +215,15 @@ def test_it_fails_at_start_naming_the_bad_variable(tmp_path: Path, variable: str
     assert message in result.stderr
 
 
+def test_it_reports_a_bad_value_to_manage_py_users_in_one_line(tmp_path: Path) -> None:
+    environ = {**os.environ, "ENV_FILE": str(tmp_path / "absent.env"), "GENERATE_SECRETS": "false", "PORT": "abc"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Configuration error: PORT must be an integer, got 'abc'"
+
+
 def test_it_fails_at_start_in_production_without_a_secret_key(tmp_path: Path) -> None:
     result = _import_settings(tmp_path, DEBUG="false", SECRET_KEY="")
     assert result.returncode != 0
