@@ -1,0 +1,133 @@
+"""MCP latency and throughput: connect + initialize, one client's comms_ping, and comms_ping calls per
+second of server CPU time over SSE (issue 3's performance targets).
+
+    .venv/bin/python bench/mcp_latency.py [--server uvicorn|daphne] [--calls 2000] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.mcp_common import (  # noqa: E402
+    bench_environment,
+    create_agent,
+    prepare_database,
+    server_process,
+    setup_django,
+    summary_ms,
+)
+
+
+async def connect_latency(url: str, token: str, transport: str, rounds: int) -> list[float]:
+    from tests.orchestrator.mcp_clients import bearer, sse_session, streamable_session
+
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        if transport == "sse":
+            async with sse_session(f"{url}/sse?token={token}"):
+                samples.append(time.perf_counter() - started)
+        else:
+            async with streamable_session(f"{url}/mcp", headers=bearer(token)):
+                samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def ping_latency(url: str, token: str, transport: str, calls: int) -> list[float]:
+    from tests.orchestrator.mcp_clients import bearer, sse_session, streamable_session
+
+    opener = (
+        sse_session(f"{url}/sse?token={token}")
+        if transport == "sse"
+        else streamable_session(f"{url}/mcp", headers=bearer(token))
+    )
+    samples = []
+    async with opener as session:
+        for _ in range(20):  # warm-up
+            await session.call_tool("comms_ping", {})
+        for _ in range(calls):
+            started = time.perf_counter()
+            result = await session.call_tool("comms_ping", {})
+            samples.append(time.perf_counter() - started)
+            assert not result.is_error
+    return samples
+
+
+async def throughput(server, token: str, clients: int, calls_per_client: int) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
+    """(calls per wall second, calls per server CPU second, calls) with `clients` SSE sessions."""
+    from tests.orchestrator.mcp_clients import sse_session
+
+    ready = asyncio.Event()
+    go = asyncio.Event()
+    opened = 0
+
+    async def client() -> None:
+        nonlocal opened
+        async with sse_session(f"{server.url}/sse?token={token}") as session:
+            for _ in range(10):
+                await session.call_tool("comms_ping", {})
+            opened += 1
+            if opened == clients:
+                ready.set()
+            await go.wait()
+            for _ in range(calls_per_client):
+                await session.call_tool("comms_ping", {})
+
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    await ready.wait()
+    cpu_before = server.cpu_seconds()
+    started = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - started
+    cpu = server.cpu_seconds() - cpu_before
+    total = clients * calls_per_client
+    return total / wall, total / cpu, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
+    parser.add_argument("--calls", type=int, default=2000, help="comms_ping calls for the throughput run")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent SSE sessions for the throughput run")
+    parser.add_argument("--connects", type=int, default=50)
+    parser.add_argument("--pings", type=int, default=500)
+    parser.add_argument("--profile", metavar="FILE", help="sample the server with py-spy (collapsed stacks) into FILE")
+    parser.add_argument("--only-throughput", action="store_true")
+    args = parser.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="comms-bench-")
+    env = bench_environment(f"{workdir}/bench.sqlite3")
+    prepare_database(env)
+    setup_django(env)
+    token = create_agent()
+
+    with server_process(env, server=args.server, profile_to=args.profile) as server:
+        async def run() -> None:
+            print(f"server: {args.server}, pid {server.process.pid}")
+            if not args.only_throughput:
+                for transport in ("sse", "streamable-http"):
+                    await connect_latency(server.url, token, transport, 3)  # warm-up
+                    samples = await connect_latency(server.url, token, transport, args.connects)
+                    print(f"connect + initialize over {transport}: {summary_ms(samples)}")
+                for transport in ("sse", "streamable-http"):
+                    samples = await ping_latency(server.url, token, transport, args.pings)
+                    print(f"comms_ping, one client, {transport}: {summary_ms(samples)}")
+            per_wall, per_cpu, total = await throughput(server, token, args.clients, args.calls // args.clients)
+            print(
+                f"comms_ping over SSE, {args.clients} clients, {total} calls: {per_wall:.0f} calls/s wall, "
+                f"{per_cpu:.0f} calls per server CPU-second ({1e6 / per_cpu:.0f} µs of server CPU per call)"
+            )
+
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
