@@ -287,8 +287,9 @@ def test_concurrent_sends_never_overshoot_a_limit(settings, default_org):
     lock = threading.Lock()
 
     def worker(index: int) -> None:
-        from agents.models import Agent
         from django.db import connections
+
+        from agents.models import Agent
 
         try:
             agent = Agent.objects.select_related("organization").get(pk="agent-c")
