@@ -40,6 +40,23 @@ async def connect_latency(url: str, token: str, transport: str, rounds: int) -> 
     return samples
 
 
+async def raw_connect_latency(port: int, token: str, rounds: int) -> list[float]:
+    """GET /sse to the initialize result and `initialized` posted, with raw sockets: the server's share."""
+    from bench.mcp_idle_sessions import INITIALIZE, INITIALIZED, open_session, post
+
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        reader, writer, endpoint = await open_session(port, token)
+        await post(port, endpoint, INITIALIZE)
+        while not (await reader.readline()).startswith(b"data: {"):
+            pass
+        await post(port, endpoint, INITIALIZED)
+        samples.append(time.perf_counter() - started)
+        writer.close()
+    return samples
+
+
 async def ping_latency(url: str, token: str, transport: str, calls: int) -> list[float]:
     from tests.orchestrator.mcp_clients import bearer, sse_session, streamable_session
 
@@ -113,10 +130,13 @@ def main() -> None:
         async def run() -> None:
             print(f"server: {args.server}, pid {server.process.pid}")
             if not args.only_throughput:
+                await raw_connect_latency(server.port, token, 3)
+                samples = await raw_connect_latency(server.port, token, args.connects)
+                print(f"connect + initialize over SSE, raw socket client: {summary_ms(samples)}")
                 for transport in ("sse", "streamable-http"):
                     await connect_latency(server.url, token, transport, 3)  # warm-up
                     samples = await connect_latency(server.url, token, transport, args.connects)
-                    print(f"connect + initialize over {transport}: {summary_ms(samples)}")
+                    print(f"connect + initialize over {transport}, SDK client: {summary_ms(samples)}")
                 for transport in ("sse", "streamable-http"):
                     samples = await ping_latency(server.url, token, transport, args.pings)
                     print(f"comms_ping, one client, {transport}: {summary_ms(samples)}")

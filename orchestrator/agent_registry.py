@@ -371,8 +371,13 @@ class _Link:
     async def _serve(self, message: dict[str, Any]) -> None:
         reply_to = message["reply"]
         request_id = message["id"]
-        await self.layer.send(reply_to, {"type": "mcp.reply", "id": request_id, "ack": True})
-        outcome = await _serve_forwarded(message)
+        # The acknowledgement travels while the work starts: it only tells the requester that this
+        # process is alive, so it must not add a Redis round trip to the answer's latency.
+        ack = asyncio.ensure_future(self.layer.send(reply_to, {"type": "mcp.reply", "id": request_id, "ack": True}))
+        try:
+            outcome = await _serve_forwarded(message)
+        finally:
+            await ack
         await self.layer.send(reply_to, {"type": "mcp.reply", "id": request_id, **outcome})
 
     async def _refresh(self) -> None:
