@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +163,6 @@ def reset_tool_threads() -> None:
     # Each worker closes its own connections (they are thread-local) on its way out.
     retired.submit(connections.close_all)
     retired.shutdown(wait=True)
-    gc.collect()
 
 
 def _with_connections(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
