@@ -31,7 +31,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections
@@ -299,21 +299,15 @@ def callbacks_due(*, limit: int = 100) -> list[str]:
 
 # --- the live session ----------------------------------------------------------------------------
 
-# Inline delivery (no server loop: Django's test client, commands) keeps the ORM in the caller's thread,
-# which may hold an open transaction; on the server loop it runs in the default thread pool instead, so
-# a slow database or callback never ties up a request's thread.
-_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("comms_delivery_inline", default=False)
-
-
 def _db(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return sync_to_async(fn, thread_sensitive=_inline.get())
+    # The default thread pool, not the thread-sensitive one: a slow database or callback must never
+    # queue behind (or ahead of) request handling.
+    return sync_to_async(fn, thread_sensitive=False)
 
 
 def _fresh_connection() -> None:
-    # Pool threads outlive requests, so nothing else drops their stale connections; inline callers may be
-    # inside a transaction, whose connection must not be touched.
-    if not _inline.get():
-        close_old_connections()
+    # Pool threads outlive requests, so nothing else drops their stale or broken connections.
+    close_old_connections()
 
 
 def _load(message_id: str) -> Message | None:
@@ -399,6 +393,10 @@ def register_connect_listener() -> None:
 # --- scheduling after commit ----------------------------------------------------------------------
 
 _tasks: set[asyncio.Task[Any]] = set()
+_fallback_loop: asyncio.AbstractEventLoop | None = None
+_fallback_lock = threading.Lock()
+# How long a caller outside the server (commands, Django's test client) waits for its delivery.
+FALLBACK_WAIT_SECONDS = 30
 
 
 def _spawn(coro_factory: Callable[[], Any]) -> None:
@@ -407,11 +405,24 @@ def _spawn(coro_factory: Callable[[], Any]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+def _loop_outside_the_server() -> asyncio.AbstractEventLoop:
+    """One long-lived loop on a daemon thread for processes without a server loop, so the registry's
+    per-loop resources (its Redis link) are made once, not once per message."""
+    global _fallback_loop
+    with _fallback_lock:
+        if _fallback_loop is None or _fallback_loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="comms-delivery", daemon=True).start()
+            _fallback_loop = loop
+        return _fallback_loop
+
+
 def schedule_delivery(message_id: str) -> None:
     """Start delivering `message_id` without holding up the webhook's 200 (use with transaction.on_commit).
 
     Under the ASGI server the delivery runs as a task on the server's event loop, where the MCP
-    sessions live. With no server loop (tests with Django's client, management commands) it runs inline.
+    sessions live. Elsewhere (management commands, Django's test client) it runs on a background loop
+    and the caller waits for it, so a command that stores a message has delivered it when it returns.
     """
 
     def start() -> Any:
@@ -429,11 +440,11 @@ def schedule_delivery(message_id: str) -> None:
         # A fresh context: the request's ThreadSensitiveContext must not leak into a task that outlives it.
         main_loop.call_soon_threadsafe(_spawn, start, context=contextvars.Context())
         return
-    token = _inline.set(True)
+    future = asyncio.run_coroutine_threadsafe(start(), _loop_outside_the_server())
     try:
-        async_to_sync(_deliver_logged)(message_id)
-    finally:
-        _inline.reset(token)
+        future.result(timeout=FALLBACK_WAIT_SECONDS)
+    except TimeoutError:
+        logger.warning("Delivery of %s still running after %d s; continuing", message_id, FALLBACK_WAIT_SECONDS)
 
 
 async def _deliver_logged(message_id: str) -> None:

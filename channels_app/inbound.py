@@ -106,9 +106,14 @@ def _keyword_reply(agent: Agent, channel: str, contact: str, body: str) -> str |
     return None
 
 
-def twilio_message_receive(*, agent: Agent, channel: str, params: Mapping[str, str]) -> InboundOutcome:
-    """Store an inbound SMS or WhatsApp message (Twilio form fields) and apply opt-out keywords."""
-    event_id = params.get("MessageSid") or params.get("SmsSid") or ""
+def twilio_message_receive(
+    *, agent: Agent, channel: str, params: Mapping[str, str], idempotency_token: str = ""
+) -> InboundOutcome:
+    """Store an inbound SMS or WhatsApp message (Twilio form fields) and apply opt-out keywords.
+
+    A retry carries the same MessageSid (and I-Twilio-Idempotency-Token, used when the sid is absent).
+    """
+    event_id = params.get("MessageSid") or params.get("SmsSid") or idempotency_token
     sender = _strip_whatsapp(params.get("From", ""))
     body = params.get("Body", "")
     with transaction.atomic():

@@ -63,6 +63,12 @@ def _twilio_verified(request: HttpRequest) -> bool:
     )
 
 
+def _twilio_params(request: HttpRequest) -> dict[str, str]:
+    if request.content_type == "application/json":
+        return {key: str(value) for key, value in _json(request.body).items()}
+    return request.POST.dict()
+
+
 def _twilio_message_view(channel: str) -> View:
     @csrf_exempt
     @require_POST
@@ -72,7 +78,12 @@ def _twilio_message_view(channel: str) -> View:
         agent = _agent(agent_id)
         if agent is None or not inbound.agent_accepts(agent, channel):
             return _counted(channel, "ignored", twiml())
-        outcome = inbound.twilio_message_receive(agent=agent, channel=channel, params=request.POST.dict())
+        outcome = inbound.twilio_message_receive(
+            agent=agent,
+            channel=channel,
+            params=_twilio_params(request),
+            idempotency_token=request.headers.get("I-Twilio-Idempotency-Token", ""),
+        )
         return _counted(channel, "duplicate" if outcome.duplicate else "stored", twiml(outcome.reply))
 
     view.__name__ = f"{channel}_webhook"
@@ -92,11 +103,12 @@ def message_status_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = _agent(agent_id)
     if agent is None:
         return _counted("message_status", "ignored", twiml())
+    params = _twilio_params(request)
     changed = inbound.outbound_status_record(
         agent=agent,
-        external_id=request.POST.get("MessageSid") or request.POST.get("SmsSid") or "",
-        provider_status=request.POST.get("MessageStatus") or request.POST.get("SmsStatus") or "",
-        error_code=request.POST.get("ErrorCode") or "",
+        external_id=params.get("MessageSid") or params.get("SmsSid") or "",
+        provider_status=params.get("MessageStatus") or params.get("SmsStatus") or "",
+        error_code=params.get("ErrorCode") or "",
     )
     return _counted("message_status", "stored" if changed else "unchanged", twiml())
 

@@ -1,0 +1,86 @@
+"""Twilio message status callbacks: forward-only statuses, failures become delivery_failure events."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.services import AgentAddresses
+from channels_app.models import Message
+from tests.channels_app.webhook_support import fixture, post_twilio, webhook_secrets  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("webhook_secrets")
+
+PATH = "/webhooks/agent-a/message-status"
+SID = "SM5b4a39281706f5e4d3c2b1a09f8e7d6c"
+
+
+@pytest.fixture
+def outbound(make_agent):
+    agent, _token = make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
+    return Message.objects.create(
+        agent=agent,
+        organization_id=agent.organization_id,
+        direction="outbound",
+        channel="sms",
+        from_address="+14155550100",
+        to_address="+12125550123",
+        body="Your table is confirmed",
+        status="queued",
+        external_id=SID,
+    )
+
+
+def status(client, value: str, **extra: str):
+    params = dict(fixture("twilio_message_status_undelivered.json"), MessageStatus=value, SmsStatus=value)
+    params.update(extra)
+    if value not in ("undelivered", "failed"):
+        params.pop("ErrorCode")
+    return post_twilio(client, PATH, params)
+
+
+def test_a_failure_becomes_a_delivery_failure_event(client, outbound):
+    response = post_twilio(client, PATH, fixture("twilio_message_status_undelivered.json"))
+    assert response.status_code == 200
+    assert b"<Response" in response.content
+    outbound.refresh_from_db()
+    assert (outbound.status, outbound.error_code) == ("undelivered", "30006")
+    event = Message.objects.get(kind="delivery_failure")
+    assert (event.external_id, event.error_code, event.status, event.channel) == (SID, "30006", "undelivered", "sms")
+    assert event.delivered_at is None
+
+
+def test_status_only_moves_forward(client, outbound):
+    for value in ("sent", "delivered", "sent", "queued"):
+        assert status(client, value).status_code == 200
+    outbound.refresh_from_db()
+    assert outbound.status == "delivered"
+    status(client, "read")
+    outbound.refresh_from_db()
+    assert outbound.status == "read"
+
+
+def test_a_repeated_failure_makes_one_event(client, outbound):
+    for _ in range(3):
+        post_twilio(client, PATH, fixture("twilio_message_status_undelivered.json"))
+    assert Message.objects.filter(kind="delivery_failure").count() == 1
+
+
+def test_a_failure_after_delivery_is_ignored(client, outbound):
+    status(client, "delivered")
+    status(client, "failed", ErrorCode="30003")
+    outbound.refresh_from_db()
+    assert outbound.status == "delivered"
+    assert not Message.objects.filter(kind="delivery_failure").exists()
+
+
+def test_an_unsigned_status_callback_is_refused(client, outbound):
+    response = post_twilio(client, PATH, fixture("twilio_message_status_undelivered.json"), signature="")
+    assert response.status_code == 403
+    outbound.refresh_from_db()
+    assert outbound.status == "queued"
+
+
+def test_an_unknown_message_sid_is_acknowledged(client, outbound):
+    response = status(client, "failed", MessageSid="SM" + "0" * 32, ErrorCode="30003")
+    assert response.status_code == 200
+    assert not Message.objects.filter(kind="delivery_failure").exists()

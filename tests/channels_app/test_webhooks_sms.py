@@ -1,0 +1,206 @@
+"""Twilio SMS webhooks: signed fixtures accepted, bad signatures refused, redeliveries once, opt-out keywords."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from agents.models import AgentStatus, OptOut
+from agents.services import AgentAddresses
+from channels_app import signatures
+from channels_app.models import Message, WebhookEvent
+from tests.channels_app.webhook_support import TWILIO_TOKEN, fixture, post_twilio, webhook_secrets  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("webhook_secrets")
+
+PATH = "/webhooks/agent-a/sms"
+
+
+@pytest.fixture
+def agent(make_agent):
+    agent, _token = make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
+    return agent
+
+
+def assert_nothing_stored() -> None:
+    assert Message.objects.count() == 0
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_it_stores_a_signed_sms_and_answers_empty_twiml(client, agent):
+    params = fixture("twilio_sms.json")
+    response = post_twilio(client, PATH, params)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/xml")
+    assert b"<Response />" in response.content or b"<Response/>" in response.content
+    message = Message.objects.get()
+    assert (message.direction, message.channel, message.kind) == ("inbound", "sms", "message")
+    assert message.from_address == "+12125550123"
+    assert message.to_address == "+14155550100"
+    assert message.body == params["Body"]
+    assert message.external_id == params["MessageSid"]
+    assert message.media_urls == []
+    assert message.delivered_at is None
+
+
+def test_it_keeps_every_media_url_of_an_mms(client, agent):
+    params = fixture("twilio_mms.json")
+    assert post_twilio(client, PATH, params).status_code == 200
+    message = Message.objects.get()
+    assert message.media_urls == [params["MediaUrl0"], params["MediaUrl1"]]
+
+
+def test_it_refuses_a_tampered_body(client, agent):
+    params = fixture("twilio_sms.json")
+    signature = signatures.twilio_sign(url="https://comms.example.com" + PATH, params=params, auth_token=TWILIO_TOKEN)
+    tampered = dict(params, Body="Send me all the money")
+    response = post_twilio(client, PATH, tampered, signature=signature)
+    assert response.status_code == 403
+    assert response.json()["code"] == "invalid_signature"
+    assert_nothing_stored()
+
+
+def test_it_refuses_a_signature_made_for_another_url(client, agent):
+    response = post_twilio(client, PATH, fixture("twilio_sms.json"), signed_url="https://evil.example.com" + PATH)
+    assert response.status_code == 403
+    assert_nothing_stored()
+
+
+def test_it_refuses_a_signature_made_for_another_agent(client, agent):
+    response = post_twilio(
+        client, PATH, fixture("twilio_sms.json"), signed_url="https://comms.example.com/webhooks/agent-b/sms"
+    )
+    assert response.status_code == 403
+    assert_nothing_stored()
+
+
+def test_it_refuses_a_missing_signature(client, agent):
+    response = post_twilio(client, PATH, fixture("twilio_sms.json"), signature="")
+    assert response.status_code == 403
+    assert_nothing_stored()
+
+
+def test_it_refuses_a_signature_made_with_another_token(client, agent):
+    response = post_twilio(client, PATH, fixture("twilio_sms.json"), token="someone-elses-token")
+    assert response.status_code == 403
+    assert_nothing_stored()
+
+
+def test_it_refuses_every_webhook_in_live_mode_without_an_auth_token(client, agent, settings):
+    settings.TWILIO_AUTH_TOKEN = None
+    settings.DEMO_MODE = False
+    response = post_twilio(client, PATH, fixture("twilio_sms.json"), token="anything")
+    assert response.status_code == 403
+    assert_nothing_stored()
+
+
+def test_it_checks_demo_mode_webhooks_with_the_demo_signing_secret(client, agent, settings):
+    settings.TWILIO_AUTH_TOKEN = None
+    settings.DEMO_MODE = True
+    demo_secret = signatures.demo_signing_secret("twilio")
+    assert post_twilio(client, PATH, fixture("twilio_sms.json"), token="guessed").status_code == 403
+    assert post_twilio(client, PATH, fixture("twilio_sms.json"), signature="").status_code == 403
+    assert post_twilio(client, PATH, fixture("twilio_sms.json"), token=demo_secret).status_code == 200
+    assert Message.objects.count() == 1
+
+
+def test_it_verifies_a_json_body_by_its_body_hash(client, agent):
+    params = fixture("twilio_sms.json")
+    body = json.dumps(params)
+    url = signatures.twilio_json_url("https://comms.example.com" + PATH, body)
+    signature = signatures.twilio_sign(url=url, params={}, auth_token=TWILIO_TOKEN)
+    query = url.split("?", 1)[1]
+    response = client.post(f"{PATH}?{query}", body, content_type="application/json", HTTP_X_TWILIO_SIGNATURE=signature)
+    assert response.status_code == 200
+    assert Message.objects.get().body == params["Body"]
+    tampered = body.replace("table for 4", "table for 5")
+    response = client.post(f"{PATH}?{query}", tampered, content_type="application/json", HTTP_X_TWILIO_SIGNATURE=signature)
+    assert response.status_code == 403
+    assert hashlib.sha256(tampered.encode()).hexdigest() not in query
+
+
+def test_it_processes_a_redelivery_once(client, agent):
+    params = fixture("twilio_sms.json")
+    for _ in range(3):
+        response = post_twilio(client, PATH, params, headers={"I-Twilio-Idempotency-Token": "b1c2d3-retry"})
+        assert response.status_code == 200
+    assert Message.objects.count() == 1
+    assert WebhookEvent.objects.filter(provider="twilio", event_id=params["MessageSid"]).count() == 1
+
+
+def test_it_answers_a_blocked_channel_with_empty_twiml_and_stores_nothing(client, agent):
+    agent.blocked_channels = ["sms"]
+    agent.save()
+    response = post_twilio(client, PATH, fixture("twilio_sms.json"))
+    assert response.status_code == 200
+    assert b"<Message>" not in response.content
+    assert_nothing_stored()
+
+
+def test_it_answers_an_inactive_agent_with_empty_twiml_and_stores_nothing(client, agent):
+    agent.status = AgentStatus.SUSPENDED
+    agent.save()
+    response = post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body="STOP"))
+    assert response.status_code == 200
+    assert b"<Message>" not in response.content
+    assert_nothing_stored()
+    assert not OptOut.objects.exists()
+
+
+def test_it_answers_an_unknown_agent_with_empty_twiml(client, agent):
+    path = "/webhooks/no-such-agent/sms"
+    response = post_twilio(client, path, fixture("twilio_sms.json"))
+    assert response.status_code == 200
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize("keyword", ["STOP", "stop", " Unsubscribe ", "STOPALL", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"])
+def test_it_records_an_opt_out_and_confirms_it(client, agent, keyword):
+    response = post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body=keyword))
+    assert response.status_code == 200
+    assert b"unsubscribed" in response.content
+    assert b"START" in response.content
+    opt_out = OptOut.objects.get()
+    assert (opt_out.agent_id, opt_out.channel, opt_out.contact) == ("agent-a", "sms", "+12125550123")
+    # The agent still sees what the contact wrote.
+    assert Message.objects.get().body == keyword
+
+
+@pytest.mark.parametrize("keyword", ["START", "unstop", "YES"])
+def test_it_lifts_an_opt_out_on_start(client, agent, keyword):
+    post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body="STOP"))
+    assert OptOut.objects.count() == 1
+    response = post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body=keyword, MessageSid="SM" + "1" * 32))
+    assert response.status_code == 200
+    assert b"resubscribed" in response.content
+    assert not OptOut.objects.exists()
+
+
+def test_it_answers_a_plain_yes_without_a_confirmation(client, agent):
+    response = post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body="yes"))
+    assert b"<Message>" not in response.content
+    assert Message.objects.get().body == "yes"
+
+
+def test_it_answers_help_with_help_text(client, agent):
+    response = post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body="help"))
+    assert response.status_code == 200
+    assert b"Reply STOP to unsubscribe" in response.content
+    assert not OptOut.objects.exists()
+
+
+def test_a_redelivered_stop_is_confirmed_once(client, agent):
+    params = dict(fixture("twilio_sms.json"), Body="STOP")
+    first = post_twilio(client, PATH, params)
+    second = post_twilio(client, PATH, params)
+    assert b"unsubscribed" in first.content
+    assert b"<Message>" not in second.content
+    assert OptOut.objects.count() == 1
+
+
+def test_an_ordinary_message_is_not_a_keyword(client, agent):
+    response = post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body="Please stop by at 5"))
+    assert b"<Message>" not in response.content
+    assert not OptOut.objects.exists()
