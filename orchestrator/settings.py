@@ -135,6 +135,11 @@ DATABASE_URL = env.str("DATABASE_URL", "sqlite:///db.sqlite3")
 DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL: readers never wait for the writer, and a commit appends to the log instead of rewriting a
+    # rollback journal with two fsyncs; every send commits twice (row before the provider call, outcome after).
+    _sqlite_options: dict[str, object] = DATABASES["default"].setdefault("OPTIONS", {})  # type: ignore[assignment]
+    _sqlite_options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.optional("REDIS_URL")

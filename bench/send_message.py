@@ -1,0 +1,183 @@
+"""send-message in demo mode through REST and through MCP (Streamable HTTP), at 1 and 20 concurrent clients.
+
+Reports sends per second of *server* CPU time (utime + stime of the server process from /proc), p50/p99
+latency, and the send rate in the first 5 s against the last 5 s of each run: the limit checks touch a
+fixed set of counter rows, so the rate must stay flat while the message and usage tables grow.
+
+    .venv/bin/python bench/send_message.py [--seconds 60] [--server uvicorn|daphne] [--faces rest,mcp]
+                                           [--clients 1,20] [--database sqlite|postgres://…]
+
+Every run starts a fresh server process on a fresh database (SQLite file, or the PostgreSQL URL given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.mcp_common import (  # noqa: E402
+    ServerProcess,
+    bench_environment,
+    percentile,
+    prepare_database,
+    server_process,
+)
+
+ORCHESTRATOR_TOKEN = "orch_bench_token_0123456789abcdefghij"
+TO = "+14155550123"
+BODY = "Your table for 2 is confirmed for 8 pm. Reply STOP to opt out."
+WINDOW_SECONDS = 5.0
+
+
+@dataclass
+class RunResult:
+    face: str
+    clients: int
+    seconds: float
+    sends: int
+    errors: int
+    cpu_seconds: float
+    latencies: list[float]
+    completions: list[float]  # monotonic completion times
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.sends / self.cpu_seconds if self.cpu_seconds else 0.0
+
+    def window_rate(self, start: float, end: float) -> float:
+        return sum(1 for t in self.completions if start <= t < end) / (end - start)
+
+    def line(self) -> str:
+        first = self.completions[0] if self.completions else 0.0
+        last = self.completions[-1] if self.completions else 0.0
+        head = self.window_rate(first, first + WINDOW_SECONDS)
+        tail = self.window_rate(last - WINDOW_SECONDS, last)
+        return (
+            f"| {self.face} | {self.clients} | {self.sends} | {self.errors} | {self.sends / self.seconds:.0f} | "
+            f"{self.cpu_seconds:.1f} | **{self.per_cpu_second:.0f}** | "
+            f"{percentile(self.latencies, 0.5) * 1000:.1f} | {percentile(self.latencies, 0.99) * 1000:.1f} | "
+            f"{head:.0f} | {tail:.0f} | {tail / head * 100 if head else 0:.0f}% |"
+        )
+
+
+async def provision(url: str) -> str:
+    """A fresh agent with limits high enough that the run measures sending, not refusals."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {ORCHESTRATOR_TOKEN}"}
+    async with httpx.AsyncClient(base_url=f"{url}/api/v1/", headers=headers, timeout=30) as client:
+        created = await client.post("provision", json={"displayName": "Bench", "capabilities": ["sms"]})
+        created.raise_for_status()
+        body = created.json()
+        limits = {
+            "maxActionsPerMinute": 10**9, "maxActionsPerHour": 10**9, "maxActionsPerDay": 10**9,
+            "maxSpendPerDay": 10**7, "maxSpendPerMonth": 10**7,
+        }
+        (await client.post("agent-limits", json={"agentId": body["agentId"], "limits": limits})).raise_for_status()
+    return str(body["securityToken"])
+
+
+async def rest_client(url: str, token: str, until: float, result: RunResult) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=f"{url}/api/v1/", headers=headers, timeout=30) as client:
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            response = await client.post("send-message", json={"to": TO, "body": BODY})
+            _record(result, started, response.status_code == 200)
+
+
+async def mcp_clients(url: str, token: str, clients: int, seconds: float, result: RunResult,
+                      server: ServerProcess) -> float:
+    """Open every session first, then start the clock; returns the server CPU seconds at the start."""
+    from tests.orchestrator.mcp_clients import bearer, streamable_session
+
+    opened = 0
+    all_open, go = asyncio.Event(), asyncio.Event()
+    deadline = [0.0]
+
+    async def client() -> None:
+        nonlocal opened
+        async with streamable_session(f"{url}/mcp", headers=bearer(token)) as session:
+            for _ in range(5):  # warm-up, outside the measured window
+                await session.call_tool("comms_send_message", {"to": TO, "body": BODY})
+            opened += 1
+            if opened == clients:
+                all_open.set()
+            await go.wait()
+            while time.monotonic() < deadline[0]:
+                started = time.perf_counter()
+                outcome = await session.call_tool("comms_send_message", {"to": TO, "body": BODY})
+                _record(result, started, not outcome.is_error)
+
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    await all_open.wait()
+    cpu_before = server.cpu_seconds()
+    deadline[0] = time.monotonic() + seconds
+    go.set()
+    await asyncio.gather(*tasks)
+    return cpu_before
+
+
+def _record(result: RunResult, started: float, ok: bool) -> None:
+    if ok:
+        result.sends += 1
+        result.latencies.append(time.perf_counter() - started)
+        result.completions.append(time.monotonic())
+    else:
+        result.errors += 1
+
+
+async def run(server: ServerProcess, face: str, clients: int, seconds: float) -> RunResult:
+    token = await provision(server.url)
+    result = RunResult(face, clients, seconds, 0, 0, 0.0, [], [])
+    if face == "rest":
+        # Warm up (imports, first queries, connections) outside the measured window.
+        await rest_client(server.url, token, time.monotonic() + 2, RunResult(face, 1, 2, 0, 0, 0, [], []))
+        cpu_before = server.cpu_seconds()
+        until = time.monotonic() + seconds
+        await asyncio.gather(*(rest_client(server.url, token, until, result) for _ in range(clients)))
+    else:
+        cpu_before = await mcp_clients(server.url, token, clients, seconds, result, server)
+    result.cpu_seconds = server.cpu_seconds() - cpu_before
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
+    parser.add_argument("--faces", default="rest,mcp")
+    parser.add_argument("--clients", default="1,20")
+    parser.add_argument("--database", default="sqlite", help="sqlite, or a postgres:// URL of an empty database")
+    args = parser.parse_args()
+
+    print(f"send-message, demo mode, {args.server}, {args.database.split('@')[-1]}, {args.seconds:.0f} s per run, "
+          f"{os.cpu_count()} CPUs")
+    print("| face | clients | sends | errors | sends/s wall | server CPU s | sends per server CPU-s | p50 ms | "
+          "p99 ms | rate first 5 s | rate last 5 s | last/first |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for face in args.faces.split(","):
+        for clients in (int(c) for c in args.clients.split(",")):
+            with tempfile.TemporaryDirectory() as tmp:
+                env = bench_environment(os.path.join(tmp, "bench.sqlite3"))
+                if args.database != "sqlite":
+                    env["DATABASE_URL"] = args.database
+                prepare_database(env)
+                with server_process(env, server=args.server) as server:
+                    result: Any = asyncio.run(run(server, face, clients, args.seconds))
+                print(result.line(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
