@@ -194,24 +194,21 @@ def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
 
 async def _on_initialized(ctx: ServerRequestContext[Any, Any], params: NotificationParams) -> None:
     binding = binding_of(ctx)
+    connection = connection_of(ctx)
+    if connection.session_id:
+        # Streamable HTTP: when the session ends (DELETE, idle timeout, crash) forget its pin.
+        connection.exit_stack.callback(streams.forget, connection.session_id)
     if binding is None or binding.agent_id is None:
         return
-    connection = connection_of(ctx)
     session = agent_registry.LiveSession(agent_id=binding.agent_id, connection=connection, transport=binding.transport)
     connection.state["comms.live_session"] = session
-    connection.exit_stack.push_async_callback(_on_connection_closed, connection, session)
+    connection.exit_stack.push_async_callback(agent_registry.unregister_session, session)
     if binding.transport == TRANSPORT_SSE:
         # The SSE stream is open for the session's whole life: it is reachable now.
         await agent_registry.register_session(session)
     else:
         # Streamable HTTP reaches a client only while it holds its GET stream open.
         await streams.attach(connection.session_id, session)
-
-
-async def _on_connection_closed(connection: Connection, session: agent_registry.LiveSession) -> None:
-    if connection.session_id:
-        streams.detach(connection.session_id)
-    await agent_registry.unregister_session(session)
 
 
 async def _set_logging_level(ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
@@ -231,6 +228,8 @@ class StreamTracker:
     def __init__(self) -> None:
         self.open_streams: dict[str, int] = {}
         self.sessions: dict[str, agent_registry.LiveSession] = {}
+        # Called with the session id when a Streamable HTTP session ends (the gate drops its pin).
+        self.forget_listeners: list[Callable[[str], object]] = []
 
     async def attach(self, session_id: str | None, session: agent_registry.LiveSession) -> None:
         if session_id is None:
@@ -239,9 +238,11 @@ class StreamTracker:
         if self.open_streams.get(session_id, 0) > 0:
             await agent_registry.register_session(session)
 
-    def detach(self, session_id: str) -> None:
+    def forget(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
         self.open_streams.pop(session_id, None)
+        for listener in self.forget_listeners:
+            listener(session_id)
 
     async def opened(self, session_id: str) -> None:
         self.open_streams[session_id] = self.open_streams.get(session_id, 0) + 1

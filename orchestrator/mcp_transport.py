@@ -154,6 +154,10 @@ class McpGate:
         self.http_pins: dict[str, Pin] = {}
         self._managers: dict[asyncio.AbstractEventLoop, StreamableHTTPSessionManager] = {}
         self._manager_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        streams.forget_listeners.append(self._forget_http_pin)
+
+    def _forget_http_pin(self, session_id: str) -> None:
+        self.http_pins.pop(session_id, None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)

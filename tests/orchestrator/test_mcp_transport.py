@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from mcp.client import Client
@@ -247,3 +249,33 @@ def test_it_redacts_query_tokens_from_daphnes_access_log() -> None:
     )
     assert "agt_abcdefghijklmnopqrstu" not in stream.getvalue()
     assert '"GET /sse?token=[redacted]&agentId=a" 200 5' in stream.getvalue()
+
+
+async def test_it_counts_tool_calls_by_tool_and_outcome(asgi_server: LiveServer, make_agent) -> None:
+    from orchestrator.metrics import TOOL_CALLS
+
+    def count(tool: str, outcome: str) -> float:
+        return TOOL_CALLS.labels(tool=tool, outcome=outcome)._value.get()
+
+    token = await agent_token(make_agent)
+    ok_before, error_before = count("comms_ping", "success"), count("unknown", "error")
+    async with sse_session(f"{asgi_server.url}/sse?token={token}") as session:
+        await session.call_tool("comms_ping", {})
+        await session.call_tool("comms_nope", {})
+    assert count("comms_ping", "success") == ok_before + 1
+    assert count("unknown", "error") == error_before + 1
+
+
+async def test_it_forgets_a_streamable_http_session_once_it_is_closed(asgi_server: LiveServer, make_agent) -> None:
+    from orchestrator.asgi import application
+
+    token = await agent_token(make_agent)
+    gate = application.application_mapping["http"].mounts["/mcp"]
+    earlier = set(gate.http_pins)
+    async with streamable_session(f"{asgi_server.url}/mcp", headers=bearer(token)):
+        assert len(set(gate.http_pins) - earlier) == 1
+    for _ in range(100):
+        if not set(gate.http_pins) - earlier:
+            break
+        await asyncio.sleep(0.02)
+    assert set(gate.http_pins) - earlier == set()
