@@ -16,6 +16,15 @@ from agents.selectors import agent_get_for_principal, organization_get_for_princ
 from agents.services import agent_token_issue
 from agents.usage import agent_limits_update, billing_summary, limits_object, usage_dashboard
 from orchestrator.errors import ApiError
+from orchestrator.op_outputs import (
+    AgentLimitsOutput,
+    BillingOutput,
+    ChannelStatusOutput,
+    DeprovisionOutput,
+    ProvisionOutput,
+    RegenerateTokenOutput,
+    UsageOutput,
+)
 from orchestrator.operations import OperationInput, operation
 
 Capability = Literal["sms", "voice", "email", "whatsapp", "line"]
@@ -30,6 +39,7 @@ class AgentInput(OperationInput):
     method="GET",
     tool="comms_get_channel_status",
     input_model=AgentInput,
+    output_model=ChannelStatusOutput,
     summary="The agent's channels, blocked channels and whether it has a live session",
 )
 def get_channel_status(principal: Principal, data: AgentInput) -> dict[str, Any]:
@@ -48,6 +58,7 @@ class UsageInput(AgentInput):
     method="GET",
     tool="comms_get_usage_dashboard",
     input_model=UsageInput,
+    output_model=UsageOutput,
     summary="Actions, costs, limits and current counters of the agent",
 )
 def get_usage_dashboard(principal: Principal, data: UsageInput) -> dict[str, Any]:
@@ -64,6 +75,7 @@ class BillingInput(AgentInput):
     method="GET",
     tool="comms_get_billing_summary",
     input_model=BillingInput,
+    output_model=BillingOutput,
     summary="Provider cost and billed cost (with the agent's markup) per channel",
 )
 def get_billing_summary(principal: Principal, data: BillingInput) -> dict[str, Any]:
@@ -103,6 +115,7 @@ def _organization_for(principal: Principal, org_id: str | None) -> Organization:
     method="POST",
     tool="comms_provision_channels",
     input_model=ProvisionInput,
+    output_model=ProvisionOutput,
     summary="Create an agent with a phone number, WhatsApp sender, email address and LINE channel",
     description="Buys a number in live mode (sandbox range in demo mode) with its webhooks pointed here. "
     "The agent's token and callback secret are returned once.",
@@ -139,6 +152,7 @@ class DeprovisionInput(OperationInput):
     method="POST",
     tool="comms_deprovision_channels",
     input_model=DeprovisionInput,
+    output_model=DeprovisionOutput,
     summary="Release the agent's number and sender and revoke its tokens",
 )
 def deprovision_channels(principal: Principal, data: DeprovisionInput) -> dict[str, Any]:
@@ -166,6 +180,7 @@ class AgentLimitsInput(OperationInput):
     method="POST",
     tool="comms_set_agent_limits",
     input_model=AgentLimitsInput,
+    output_model=AgentLimitsOutput,
     summary="Change some of an agent's rate limits and spend caps (partial update)",
 )
 def set_agent_limits(principal: Principal, data: AgentLimitsInput) -> dict[str, Any]:
@@ -185,6 +200,7 @@ class RegenerateTokenInput(OperationInput):
     method="POST",
     tool=None,
     input_model=RegenerateTokenInput,
+    output_model=RegenerateTokenOutput,
     summary="Issue a new agent token; every earlier token of the agent stops working",
     path_params=("agentId",),
 )

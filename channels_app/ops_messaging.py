@@ -16,6 +16,13 @@ from agents.usage import consent_object, consent_record, consent_revoke, consent
 from channels_app.addresses import normalize_recipient
 from channels_app.delivery import messages_take_waiting
 from channels_app.services import SendRequest, message_send
+from orchestrator.op_outputs import (
+    ConsentCheckOutput,
+    ConsentRecordOutput,
+    ConsentRevokeOutput,
+    SendMessageOutput,
+    WaitingMessagesOutput,
+)
 from orchestrator.operations import OperationInput, operation
 
 MessageChannel = Literal["sms", "email", "whatsapp", "line"]
@@ -43,6 +50,7 @@ class SendMessageInput(OperationInput):
     method="POST",
     tool="comms_send_message",
     input_model=SendMessageInput,
+    output_model=SendMessageOutput,
     summary="Send an SMS, email, WhatsApp or LINE message",
     description="Send a message from the agent's own number or address. Policy checks (blocked channels, "
     "opt-outs, rate and spend limits, WhatsApp 24-hour window) run first; a refusal says why and when to retry.",
@@ -75,6 +83,7 @@ class WaitingMessagesInput(OperationInput):
     method="GET",
     tool="comms_get_waiting_messages",
     input_model=WaitingMessagesInput,
+    output_model=WaitingMessagesOutput,
     summary="Fetch (and acknowledge) the agent's waiting inbound messages and events",
 )
 def get_waiting_messages(principal: Principal, data: WaitingMessagesInput) -> dict[str, Any]:
@@ -100,6 +109,7 @@ class RecordConsentInput(ConsentInput):
     method="POST",
     tool="comms_record_consent",
     input_model=RecordConsentInput,
+    output_model=ConsentRecordOutput,
     summary="Record that a contact consented to be contacted on a channel",
 )
 def record_consent(principal: Principal, data: RecordConsentInput) -> dict[str, Any]:
@@ -115,6 +125,7 @@ def record_consent(principal: Principal, data: RecordConsentInput) -> dict[str, 
     method="POST",
     tool="comms_revoke_consent",
     input_model=ConsentInput,
+    output_model=ConsentRevokeOutput,
     summary="Record that a contact withdrew consent (also stops further sends to them)",
 )
 def revoke_consent(principal: Principal, data: ConsentInput) -> dict[str, Any]:
@@ -130,6 +141,7 @@ def revoke_consent(principal: Principal, data: ConsentInput) -> dict[str, Any]:
     method="GET",
     tool="comms_check_consent",
     input_model=ConsentInput,
+    output_model=ConsentCheckOutput,
     summary="Check whether a contact consented and whether they opted out",
 )
 def check_consent(principal: Principal, data: ConsentInput) -> dict[str, Any]:

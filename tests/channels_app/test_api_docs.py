@@ -49,3 +49,43 @@ def test_the_integration_guide_is_markdown_built_on_the_public_base_url(settings
     assert "modelcontextprotocol/inspector" in text
     assert "from mcp import ClientSession" in text
     assert "localhost" not in text
+
+
+def test_every_operation_documents_its_response_and_the_bodies_match(settings, orchestrator_token):
+    from orchestrator.operations import OPERATIONS, load_operation_modules
+    from tests.ops_helpers import Api
+
+    settings.DEMO_MODE = True
+    load_operation_modules()
+    schema = Client().get("/api/v1/openapi.json").json()
+    for name in ("send_message", "get_waiting_messages", "get_channel_status", "get_usage_dashboard",
+                 "get_billing_summary", "provision_channels", "deprovision_channels", "set_agent_limits",
+                 "regenerate_agent_token", "record_consent", "revoke_consent", "check_consent"):
+        op = OPERATIONS[name]
+        assert op.output_model is not None, name
+        path = "/api/v1/" + op.path.replace("<str:agentId>", "{agentId}")
+        response = schema["paths"][path][op.method.lower()]["responses"]["200"]
+        assert response["content"]["application/json"]["schema"]["$ref"].endswith(op.output_model.__name__)
+
+    orch = Api(orchestrator_token)
+    _, provisioned = orch.post("provision", {"agentId": "doc", "displayName": "Doc", "capabilities": ["sms", "email"]})
+    agent = Api(provisioned["securityToken"])
+    bodies = {
+        "provision_channels": provisioned,
+        "send_message": agent.post("send-message", {"to": "+14155550123", "body": "x"})[1],
+        "get_waiting_messages": agent.get("waiting-messages")[1],
+        "get_channel_status": agent.get("channel-status")[1],
+        "get_usage_dashboard": agent.get("usage")[1],
+        "get_billing_summary": agent.get("billing")[1],
+        "record_consent": agent.post("consent/record", {"contactAddress": "+14155550123", "channel": "sms"})[1],
+        "check_consent": agent.get("consent/check", {"contactAddress": "+14155550123", "channel": "sms"})[1],
+        "revoke_consent": agent.post("consent/revoke", {"contactAddress": "+14155550123", "channel": "sms"})[1],
+        "set_agent_limits": orch.post("agent-limits", {"agentId": "doc", "limits": {"maxActionsPerDay": 9}})[1],
+        "regenerate_agent_token": orch.post("agents/doc/regenerate-token")[1],
+        "deprovision_channels": orch.post("deprovision", {"agentId": "doc"})[1],
+    }
+    for name, body in bodies.items():
+        model = OPERATIONS[name].output_model
+        assert model is not None
+        model.model_validate(body)
+        assert set(body) <= set(model.model_json_schema(by_alias=True)["properties"]), name
