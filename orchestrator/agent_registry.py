@@ -351,6 +351,11 @@ class _Link:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # redis-py turns a cancelled read into TimeoutError; retrying would keep a closing
+                    # event loop (asyncio.run under async_to_sync) waiting for this task forever.
+                    raise asyncio.CancelledError from None
                 logger.exception("MCP registry listener failed to receive; retrying")
                 await asyncio.sleep(1)
                 continue
