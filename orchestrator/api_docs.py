@@ -132,6 +132,10 @@ async def main() -> None:
 asyncio.run(main())
 ```
 
+In demo mode nothing leaves the machine: the send is recorded with a Twilio-shaped id and a simulated
+cost. See it in `comms_get_usage_dashboard` / `GET {api}/usage`, or in the admin at `{base}/admin/`
+(Messages).
+
 Tools: `comms_send_message`, `comms_get_waiting_messages`, `comms_wait_for_message`, `comms_make_call`,
 `comms_call_on_behalf`, `comms_send_voice_message`, `comms_transfer_call`, `comms_get_call`,
 `comms_get_channel_status`, `comms_get_usage_dashboard`, `comms_get_billing_summary`,
