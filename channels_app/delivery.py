@@ -337,15 +337,23 @@ async def push_message(message_id: str) -> bool:
 
 async def deliver_message(message_id: str) -> str:
     """Deliver a freshly stored event once; returns the path: wait | mcp | callback | waiting."""
-    message = await _db(_load)(message_id)
+    def plan() -> tuple[Message | None, bool]:
+        # One trip to a pool thread for both reads: the hop costs more than the queries.
+        message = _load(message_id)
+        return message, bool(message and waiter_pending(message.agent_id, message.channel))
+
+    message, waiter = await _db(plan)()
     if message is None or message.delivered_at is not None:
         return "gone"
     agent_id = message.agent_id
-    if await _db(waiter_pending)(agent_id, message.channel):
+    if waiter:
         # The waiter takes it with its next poll; wake it now if it lives in this process.
         _wake_local_waiters(agent_id)
         return VIA_WAIT
-    if await push_message(message_id):
+    from orchestrator.agent_registry import is_agent_connected
+
+    # Checking presence first keeps an offline agent's message free of a claim/release round trip.
+    if await is_agent_connected(agent_id) and await push_message(message_id):
         return VIA_MCP
     if message.agent.callback_url and message.agent.status == AgentStatus.ACTIVE:
         delivered = await _db(callback_attempt)(message_id)

@@ -1,0 +1,185 @@
+"""Inbound webhook benchmark (issue 5).
+
+1. Throughput: signed Twilio SMS webhooks (signature checked, deduped, stored, delivery scheduled) from
+   20 concurrent senders; reports webhooks per second of *server* CPU time and the latency percentiles.
+2. Delivery latency: webhook sent → `comms.inbound` notification received by the agent's MCP client
+   (SSE), with one sender and with 20.
+
+The server is a separate process (daphne, as `make run` starts it; `--server uvicorn` also works) on a
+throw-away SQLite database, or the PostgreSQL database given with --database-url. Signatures are computed
+before the clock starts: the client's cost is not the server's.
+
+    .venv/bin/python bench/inbound_webhooks.py
+    .venv/bin/python bench/inbound_webhooks.py --database-url postgres://postgres@127.0.0.1:5432/bench_inbound
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+
+from bench.mcp_common import (  # noqa: E402
+    bench_environment,
+    create_agent,
+    percentile,
+    prepare_database,
+    server_process,
+    setup_django,
+    summary_ms,
+)
+
+TWILIO_TOKEN = "bench-twilio-auth-token-0123456789"
+AGENT_ID = "bench-agent"
+PATH = f"/webhooks/{AGENT_ID}/sms"
+
+
+def signed_requests(count: int, public_base_url: str, tag: str) -> list[tuple[str, bytes, dict[str, str]]]:
+    from channels_app.signatures import twilio_sign
+
+    requests = []
+    for n in range(count):
+        sid = "SM" + secrets.token_hex(16)
+        params = {
+            "MessageSid": sid,
+            "AccountSid": "AC" + "0" * 32,
+            "From": "+12125550123",
+            "To": "+14155550100",
+            "Body": f"{tag} message {n}: Tom & cat; 🙂",
+            "NumMedia": "0",
+            "ApiVersion": "2010-04-01",
+        }
+        signature = twilio_sign(url=public_base_url + PATH, params=params, auth_token=TWILIO_TOKEN)
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+        requests.append((sid, urlencode(params).encode(), headers))
+    return requests
+
+
+async def throughput(server: Any, requests: list[tuple[str, bytes, dict[str, str]]], senders: int) -> dict[str, float]:
+    latencies: list[float] = []
+    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
+    for item in requests:
+        queue.put_nowait(item)
+
+    async def sender(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            _sid, body, headers = queue.get_nowait()
+            started = time.perf_counter()
+            response = await http.post(server.url + PATH, content=body, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise RuntimeError(f"webhook answered {response.status_code}: {response.text[:200]}")
+
+    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        cpu_before, wall_before = server.cpu_seconds(), time.perf_counter()
+        await asyncio.gather(*(sender(http) for _ in range(senders)))
+        cpu, wall = server.cpu_seconds() - cpu_before, time.perf_counter() - wall_before
+    # Deliveries run after the 200; let them finish and count their CPU too.
+    await asyncio.sleep(1.0)
+    cpu = server.cpu_seconds() - cpu_before
+    return {
+        "count": len(latencies),
+        "cpu": cpu,
+        "wall": wall,
+        "per_cpu_second": len(latencies) / cpu if cpu else float("inf"),
+        "per_wall_second": len(latencies) / wall,
+        "p50": statistics.median(latencies),
+        "p99": percentile(latencies, 0.99),
+    }
+
+
+async def notification_latency(server: Any, token: str, requests: list[tuple[str, bytes, dict[str, str]]], senders: int) -> list[float]:
+    from mcp.client.session import ClientSession
+    from mcp.client.sse import sse_client
+
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    all_arrived = asyncio.Event()
+
+    async def on_log(params: Any) -> None:
+        sid = (params.data or {}).get("externalId")
+        if sid in sent_at:
+            latencies.append(time.perf_counter() - sent_at[sid])
+            if len(latencies) == len(requests):
+                all_arrived.set()
+
+    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
+    for item in requests:
+        queue.put_nowait(item)
+
+    async def sender(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            sid, body, headers = queue.get_nowait()
+            sent_at[sid] = time.perf_counter()
+            response = await http.post(server.url + PATH, content=body, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"webhook answered {response.status_code}")
+            if senders == 1:
+                # One sender: one message in flight, so each figure is one message's path alone.
+                await asyncio.sleep(0.005)
+
+    async with sse_client(f"{server.url}/sse?token={token}", timeout=10) as (read, write):
+        async with ClientSession(read, write, logging_callback=on_log) as session:
+            await session.initialize()
+            await asyncio.sleep(0.5)
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=senders), timeout=30) as http:
+                await asyncio.gather(*(sender(http) for _ in range(senders)))
+            await asyncio.wait_for(all_arrived.wait(), timeout=30)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=4000, help="webhooks in the throughput run (default 4000)")
+    parser.add_argument("--senders", type=int, default=20)
+    parser.add_argument("--latency-count", type=int, default=500, help="webhooks per latency run (default 500)")
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
+    parser.add_argument("--database-url", default="", help="default: a throw-away SQLite file")
+    args = parser.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="comms-bench-inbound-")
+    env = bench_environment(os.path.join(workdir, "bench.sqlite3"))
+    env.update(DEMO_MODE="false", TWILIO_AUTH_TOKEN=TWILIO_TOKEN)
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    prepare_database(env)
+    setup_django(env)
+    from django.conf import settings
+
+    token = create_agent(AGENT_ID)
+    warmup = signed_requests(200, settings.PUBLIC_BASE_URL, "warm-up")
+    load = signed_requests(args.count, settings.PUBLIC_BASE_URL, "load")
+    one = signed_requests(args.latency_count, settings.PUBLIC_BASE_URL, "one")
+    many = signed_requests(args.latency_count, settings.PUBLIC_BASE_URL, "many")
+
+    with server_process(env, server=args.server) as server:
+        asyncio.run(throughput(server, warmup, args.senders))
+        result = asyncio.run(throughput(server, load, args.senders))
+        print(
+            f"signed SMS webhooks, {args.senders} concurrent senders, {args.server}, "
+            f"{'PostgreSQL' if args.database_url else 'SQLite'}: {result['count']} in {result['wall']:.2f} s wall, "
+            f"{result['cpu']:.2f} s server CPU → {result['per_cpu_second']:.0f} per server CPU-second "
+            f"({result['per_wall_second']:.0f}/s wall); latency p50 {result['p50'] * 1000:.2f} ms, "
+            f"p99 {result['p99'] * 1000:.2f} ms"
+        )
+        single = asyncio.run(notification_latency(server, token, one, 1))
+        print(f"webhook → MCP notification, 1 sender:  {summary_ms(single)}")
+        concurrent = asyncio.run(notification_latency(server, token, many, args.senders))
+        print(f"webhook → MCP notification, {args.senders} senders: {summary_ms(concurrent)}")
+
+
+if __name__ == "__main__":
+    main()
