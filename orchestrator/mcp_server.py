@@ -32,14 +32,17 @@ from mcp.server.lowlevel import Server
 from mcp_types import (
     CallToolRequestParams,
     CallToolResult,
+    DiscoverResult,
     EmptyResult,
     ListToolsResult,
     NotificationParams,
     PaginatedRequestParams,
+    RequestParams,
     SetLevelRequestParams,
     TextContent,
     Tool,
 )
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from agents.principals import Principal
 from orchestrator import agent_registry, metrics
@@ -279,11 +282,28 @@ def get_server() -> Server[Any]:
     # push delivery is a handshake-era feature by design (see bench/README.md).
     server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_logging_level)
     server.add_notification_handler("notifications/initialized", NotificationParams, _on_initialized)
+    server.add_request_handler("server/discover", RequestParams, _discover_handshake_era)
     if not _tracing_configured():
         # The SDK wraps every message in an OpenTelemetry span. With no tracer provider set up the
         # spans go nowhere, yet cost a few percent of each tool call's CPU (bench/README.md).
         server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
     return server
+
+
+async def _discover_handshake_era(ctx: ServerRequestContext[Any, Any], params: RequestParams) -> DiscoverResult:
+    """Steer clients that can speak both eras (the SDK's default `mode="auto"`) to the handshake era.
+
+    Only a session opened with `initialize` can receive what this server pushes: inbound messages
+    as log notifications and voice turns as `sampling/createMessage`; 2026-07-28 forbids both
+    outside a request. An auto-mode client that sees no modern version here falls back to
+    `initialize`. A client pinned to 2026-07-28 skips this probe and is still served on the
+    per-request path, where every tool works (see bench/README.md, "Protocol eras").
+    """
+    return DiscoverResult(
+        supported_versions=list(HANDSHAKE_PROTOCOL_VERSIONS),
+        capabilities=get_server().get_capabilities(protocol_version=ctx.protocol_version),
+        instructions=INSTRUCTIONS,
+    )
 
 
 def _tracing_configured() -> bool:

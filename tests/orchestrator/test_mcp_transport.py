@@ -7,7 +7,9 @@ import asyncio
 import httpx
 import pytest
 from mcp.client import Client
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
+from orchestrator import agent_registry
 from tests.live_server import LIVE_SERVER_APPS, LiveServer
 from tests.orchestrator.mcp_clients import agent_token, bearer, org_token, sse_session, streamable_session
 
@@ -195,14 +197,38 @@ async def test_it_throttles_repeated_failed_auth(asgi_server: LiveServer, settin
     assert int(response.headers["Retry-After"]) > 0
 
 
-async def test_it_serves_clients_that_negotiate_the_2026_protocol(asgi_server: LiveServer, make_agent) -> None:
+async def test_it_serves_clients_pinned_to_the_2026_protocol(asgi_server: LiveServer, make_agent) -> None:
     token = await agent_token(make_agent)
-    async with Client(f"{asgi_server.url}/mcp?token={token}") as client:
+    async with Client(f"{asgi_server.url}/mcp?token={token}", mode="2026-07-28") as client:
         tools = await client.list_tools()
         result = await client.call_tool("comms_ping", {})
+        refused = await client.call_tool("comms_no_such_tool", {})
+        assert client.session.protocol_version == "2026-07-28"
     assert "comms_ping" in [tool.name for tool in tools.tools]
     assert result.structured_content is not None
     assert result.structured_content["agentId"] == "agent-a"
+    assert refused.is_error is True
+
+
+async def test_it_steers_auto_mode_clients_to_the_handshake_era_where_pushes_work(
+    asgi_server: LiveServer, make_agent
+) -> None:
+    from tests.orchestrator.test_mcp_registry import Inbox, answering, connected, eventually
+
+    token = await agent_token(make_agent)
+    inbox = Inbox()
+    async with Client(
+        f"{asgi_server.url}/mcp?token={token}", logging_callback=inbox, sampling_callback=answering("Auto")
+    ) as client:
+        assert client.session.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
+        result = await client.call_tool("comms_ping", {})
+        await eventually(connected("agent-a"))
+        assert await agent_registry.notify_agent("agent-a", {"id": "pushed"}) is True
+        text = await agent_registry.sample_agent("agent-a", [{"role": "user", "content": "hi"}], timeout=5)
+        await asyncio.wait_for(inbox.arrived.wait(), timeout=5)
+    assert result.structured_content is not None
+    assert text == "Auto (hi)"
+    assert inbox.events[0].data == {"id": "pushed"}
 
 
 async def test_it_reports_refusals_as_error_results_with_the_contract_body(asgi_server: LiveServer, make_agent) -> None:
