@@ -117,3 +117,18 @@ async def test_a_webhook_in_one_process_reaches_a_client_connected_to_another(
         await asyncio.wait_for(inbox.arrived.wait(), timeout=5)
     assert inbox.events[0].data["body"] == fixture("twilio_sms.json")["Body"]
     assert await settles_to([("mcp", None, True)]), await sync_to_async(message_state)()
+
+
+async def test_a_long_poll_does_not_hold_up_other_tool_calls(asgi_server: LiveServer, make_agent):
+    import time
+
+    token = await agent_token(make_agent)
+    url = f"{asgi_server.url}/sse?token={token}"
+    async with sse_session(url) as waiting_session, sse_session(url) as other:
+        waiting = asyncio.create_task(waiting_session.call_tool("comms_wait_for_message", {"timeoutSeconds": 3}))
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        await other.call_tool("comms_ping", {})
+        assert time.monotonic() - started < 1.5
+        result = await waiting
+    assert result.structured_content == {"messages": [], "count": 0, "acknowledged": 0}
