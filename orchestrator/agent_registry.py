@@ -46,6 +46,7 @@ FORWARD_ACK_TIMEOUT = 2.0
 OWNER_TTL_SECONDS = 90
 OWNER_REFRESH_SECONDS = 30
 OWNER_KEY_PREFIX = "comms:mcp:agent-owner:"
+OWNER_CACHE_SECONDS = 2.0
 
 
 class AgentNotConnected(Exception):
@@ -282,6 +283,7 @@ class _Link:
         self.pending: dict[str, _Pending] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.claimed: dict[str, str] = {}
+        self.owner_cache: dict[str, tuple[str, float]] = {}
 
     def start(self) -> None:
         for coro in (self._listen(), self._refresh()):
@@ -319,10 +321,40 @@ class _Link:
     # requests to other processes
 
     async def forward(self, agent_id: str, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
-        raw = await self.redis.get(OWNER_KEY_PREFIX + agent_id)
-        owner = _parse_record(raw) if raw is not None else None
-        if raw is None or owner is None:
+        cached = self._cached_owner(agent_id)
+        raw = cached if cached is not None else await self._lookup_owner(agent_id)
+        if raw is None:
             return {"ok": False, "error": "not_connected"}
+        reply = await self._send_to_owner(agent_id, raw, request, timeout=timeout)
+        if cached is not None and reply.get("error") == "not_connected":
+            # The cached owner may be stale (the agent reconnected elsewhere): look again, once.
+            self.owner_cache.pop(agent_id, None)
+            fresh = await self._lookup_owner(agent_id)
+            if fresh is not None and fresh != cached:
+                reply = await self._send_to_owner(agent_id, fresh, request, timeout=timeout)
+        return reply
+
+    def _cached_owner(self, agent_id: str) -> str | None:
+        entry = self.owner_cache.get(agent_id)
+        if entry is None or entry[1] < self.loop.time():
+            return None
+        return entry[0]
+
+    async def _lookup_owner(self, agent_id: str) -> str | None:
+        raw = await self.redis.get(OWNER_KEY_PREFIX + agent_id)
+        if not isinstance(raw, str) or _parse_record(raw) is None:
+            self.owner_cache.pop(agent_id, None)
+            return None
+        # Remembering the owner for a moment saves a Redis round trip on every call of a busy
+        # voice conversation; a stale entry costs one retry (see forward).
+        self.owner_cache[agent_id] = (raw, self.loop.time() + OWNER_CACHE_SECONDS)
+        return raw
+
+    async def _send_to_owner(
+        self, agent_id: str, raw: str, request: dict[str, Any], *, timeout: float
+    ) -> dict[str, Any]:
+        owner = _parse_record(raw)
+        assert owner is not None
         request_id = uuid.uuid4().hex
         pending = _Pending(self.loop)
         self.pending[request_id] = pending
@@ -333,6 +365,7 @@ class _Link:
                 await asyncio.wait_for(asyncio.shield(pending.acked), timeout=FORWARD_ACK_TIMEOUT)
             except TimeoutError:
                 logger.warning("Process %s did not answer for agent %s; dropping its record", owner["channel"], agent_id)
+                self.owner_cache.pop(agent_id, None)
                 await _compare_and_delete(self.redis, OWNER_KEY_PREFIX + agent_id, raw)
                 return {"ok": False, "error": "not_connected"}
             try:
