@@ -8,7 +8,19 @@ Checks 1–4 only read (`policy_check`). Checks 5–6 run inside the caller's tr
 5 counts the action, and a refusal at 6 raises so the rollback gives the count back. Each refusal says
 why (`code`) and what would pass (`retryAfter`, `nextAllowedAt`, `hint`).
 
-Voice operations use the same two calls with channel "voice" and `recipient_timezone`.
+Voice operations use the same two calls with channel "voice" (quiet hours, calls_per_number):
+
+    policy_check(agent=agent, channel="voice", to=to, recipient_timezone=tz)
+    with transaction.atomic():
+        reservation = policy_reserve(agent=agent, limits=limits, channel="voice", to=to, cost=estimate)
+        call = Call.objects.create(...)                      # persisted before the provider call
+    try:
+        result = telephony_provider().create_call(...)
+    except ProviderError:
+        usage_release(reservation=reservation)              # refused: nothing counted or charged
+        raise
+    usage_commit(reservation=reservation, agent=agent, action_type="make_call", channel="voice",
+                 cost=result.cost, reference=call.session_id)
 """
 
 from __future__ import annotations
