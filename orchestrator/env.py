@@ -144,7 +144,14 @@ def redis_channel_layer(url: str) -> dict[str, object]:
         raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, got {url!r}")
     return {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [url], "capacity": 1500, "expiry": 30, "group_expiry": 86400},
+        # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that channels_redis
+        # blocks in BZPOPMIN: every idle receive then fails with "Timeout reading". Give reads room.
+        "CONFIG": {
+            "hosts": [{"address": url, "socket_timeout": 15, "socket_connect_timeout": 5}],
+            "capacity": 1500,
+            "expiry": 30,
+            "group_expiry": 86400,
+        },
     }
 
 

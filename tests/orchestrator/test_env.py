@@ -122,7 +122,10 @@ def test_it_refuses_database_urls_it_cannot_use(url: str, message: str) -> None:
 def test_it_builds_a_redis_channel_layer() -> None:
     layer = redis_channel_layer("redis://127.0.0.1:6379/0")
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == ["redis://127.0.0.1:6379/0"]  # type: ignore[index]
+    (host,) = layer["CONFIG"]["hosts"]  # type: ignore[index]
+    assert host["address"] == "redis://127.0.0.1:6379/0"
+    # Reads must outlast channels_redis's 5 s BZPOPMIN, or idle receives fail with read timeouts.
+    assert host["socket_timeout"] > 5
 
 
 def test_it_refuses_a_redis_url_of_another_scheme() -> None:
