@@ -310,50 +310,66 @@ def _fresh_connection() -> None:
     close_old_connections()
 
 
-def _load(message_id: str) -> Message | None:
+def _claim_and_load(message_id: str) -> Message | None:
+    """Claim the row for a push and read it in the same pool hop; None when someone else has it."""
     _fresh_connection()
-    return Message.objects.select_related("agent").filter(pk=message_id).first()
+    if not message_claim(message_id=message_id, via=VIA_MCP):
+        return None
+    return Message.objects.filter(pk=message_id).first()
+
+
+async def _push_claimed(message: Message) -> bool:
+    from orchestrator.agent_registry import notify_agent
+
+    sent = False
+    try:
+        sent = await notify_agent(message.agent_id, waiting_message_object(message))
+    except Exception:
+        logger.exception("Pushing %s to its agent failed", message.pk)
+    if sent:
+        await _db(message_mark_delivered)(message_id=message.pk, via=VIA_MCP)
+    else:
+        await _db(message_release)(message_id=message.pk, via=VIA_MCP)
+    return sent
 
 
 async def push_message(message_id: str) -> bool:
     """Push one event to the agent's live MCP session; True when it was sent (and so delivered)."""
-    from orchestrator.agent_registry import notify_agent
-
-    if not await _db(message_claim)(message_id=message_id, via=VIA_MCP):
-        return False
-    message = await _db(_load)(message_id)
-    sent = False
-    try:
-        if message is not None:
-            sent = await notify_agent(message.agent_id, waiting_message_object(message))
-    except Exception:
-        logger.exception("Pushing %s to its agent failed", message_id)
-    if sent:
-        await _db(message_mark_delivered)(message_id=message_id, via=VIA_MCP)
-    else:
-        await _db(message_release)(message_id=message_id, via=VIA_MCP)
-    return sent
+    message = await _db(_claim_and_load)(message_id)
+    return message is not None and await _push_claimed(message)
 
 
 async def deliver_message(message_id: str) -> str:
     """Deliver a freshly stored event once; returns the path: wait | mcp | callback | waiting."""
-    def plan() -> tuple[Message | None, bool]:
-        # One trip to a pool thread for both reads: the hop costs more than the queries.
-        message = _load(message_id)
-        return message, bool(message and waiter_pending(message.agent_id, message.channel))
+    from orchestrator.agent_registry import is_agent_connected, local_session
 
-    message, waiter = await _db(plan)()
-    if message is None or message.delivered_at is not None:
-        return "gone"
+    def plan() -> tuple[Message | None, str]:
+        # One pool hop for the reads and, when the agent's session lives in this process, the claim:
+        # every hop costs more than the queries, and this is the latency a connected agent sees.
+        _fresh_connection()
+        message = Message.objects.select_related("agent").filter(pk=message_id).first()
+        if message is None or message.delivered_at is not None:
+            return None, "gone"
+        if waiter_pending(message.agent_id, message.channel):
+            return message, VIA_WAIT
+        if local_session(message.agent_id) is not None:
+            return (message, VIA_MCP) if message_claim(message_id=message_id, via=VIA_MCP) else (None, "gone")
+        return message, "other"
+
+    message, step = await _db(plan)()
+    if message is None:
+        return step
     agent_id = message.agent_id
-    if waiter:
+    if step == VIA_WAIT:
         # The waiter takes it with its next poll; wake it now if it lives in this process.
         _wake_local_waiters(agent_id)
         return VIA_WAIT
-    from orchestrator.agent_registry import is_agent_connected
-
-    # Checking presence first keeps an offline agent's message free of a claim/release round trip.
-    if await is_agent_connected(agent_id) and await push_message(message_id):
+    if step == VIA_MCP:
+        if await _push_claimed(message):
+            return VIA_MCP
+    # Another process may hold the session (REDIS_URL); asking first spares an offline agent's
+    # message a claim/release round trip.
+    elif await is_agent_connected(agent_id) and await push_message(message_id):
         return VIA_MCP
     if message.agent.callback_url and message.agent.status == AgentStatus.ACTIVE:
         delivered = await _db(callback_attempt)(message_id)
@@ -448,11 +464,23 @@ def schedule_delivery(message_id: str) -> None:
         # A fresh context: the request's ThreadSensitiveContext must not leak into a task that outlives it.
         main_loop.call_soon_threadsafe(_spawn, start, context=contextvars.Context())
         return
-    future = asyncio.run_coroutine_threadsafe(start(), _loop_outside_the_server())
+    future = asyncio.run_coroutine_threadsafe(_deliver_outside_the_server(message_id), _loop_outside_the_server())
     try:
         future.result(timeout=FALLBACK_WAIT_SECONDS)
     except TimeoutError:
         logger.warning("Delivery of %s still running after %d s; continuing", message_id, FALLBACK_WAIT_SECONDS)
+
+
+async def _deliver_outside_the_server(message_id: str) -> None:
+    from orchestrator import agent_registry
+
+    try:
+        await _deliver_logged(message_id)
+    finally:
+        # The registry keeps a channel-layer listener per event loop. Outside a server that listener
+        # would outlive the delivery and compete with a server loop of the same process (tests) for
+        # the one channel layer, so it is closed after each delivery; such deliveries are rare.
+        await agent_registry.shutdown()
 
 
 async def _deliver_logged(message_id: str) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, Channel, OptOut
 from channels_app import delivery
@@ -51,16 +52,20 @@ def _first_time(provider: str, event_id: str) -> bool:
     """Record the provider's event id; False when it was recorded before (a redelivery).
 
     Must run inside the caller's transaction: the row and the message commit together, and a
-    concurrent duplicate waits on the unique index until the first one commits or rolls back.
+    concurrent duplicate waits on the unique index until the first one commits (then counts as a
+    repeat) or rolls back (then it is the first). `ON CONFLICT DO NOTHING` (PostgreSQL and SQLite)
+    answers that in one statement, without a savepoint and an IntegrityError round trip.
     """
     if not event_id:
         return True
-    try:
-        with transaction.atomic():
-            WebhookEvent.objects.create(provider=provider, event_id=event_id[:200])
-    except IntegrityError:
-        return False
-    return True
+    table = WebhookEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (provider, event_id, received_at) VALUES (%s, %s, %s) "  # noqa: S608 - our table name
+            "ON CONFLICT (provider, event_id) DO NOTHING",
+            [provider, event_id[:200], connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
+        return bool(cursor.rowcount == 1)
 
 
 def _store(*, direction: str = Direction.INBOUND, status: str = MessageStatus.RECEIVED, **fields: Any) -> Message:
