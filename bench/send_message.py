@@ -4,7 +4,7 @@ Reports sends per second of *server* CPU time (utime + stime of the server proce
 latency, and the send rate in the first 5 s against the last 5 s of each run: the limit checks touch a
 fixed set of counter rows, so the rate must stay flat while the message and usage tables grow.
 
-    .venv/bin/python bench/send_message.py [--seconds 60] [--server uvicorn|daphne] [--faces rest,mcp]
+    .venv/bin/python bench/send_message.py [--seconds 60] [--server uvicorn|daphne] [--faces floor,rest,mcp]
                                            [--clients 1,20] [--database sqlite|postgres://…]
 
 Every run starts a fresh server process on a fresh database (SQLite file, or the PostgreSQL URL given).
@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class RunResult:
     cpu_seconds: float
     latencies: list[float]
     completions: list[float]  # monotonic completion times
+    # (monotonic time, server CPU seconds) every 0.25 s: CPU per send in a window, immune to other load.
+    cpu_samples: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def per_cpu_second(self) -> float:
@@ -56,16 +58,28 @@ class RunResult:
     def window_rate(self, start: float, end: float) -> float:
         return sum(1 for t in self.completions if start <= t < end) / (end - start)
 
+    def window_cpu_ms_per_send(self, start: float, end: float) -> float:
+        """Server CPU milliseconds per send between two instants (nearest samples)."""
+        inside = [sample for sample in self.cpu_samples if start <= sample[0] <= end]
+        if len(inside) < 2:
+            return 0.0
+        (t0, c0), (t1, c1) = inside[0], inside[-1]
+        sends = sum(1 for t in self.completions if t0 <= t < t1)
+        return (c1 - c0) / sends * 1000 if sends else 0.0
+
     def line(self) -> str:
         first = self.completions[0] if self.completions else 0.0
         last = self.completions[-1] if self.completions else 0.0
         head = self.window_rate(first, first + WINDOW_SECONDS)
         tail = self.window_rate(last - WINDOW_SECONDS, last)
+        cpu_head = self.window_cpu_ms_per_send(first, first + WINDOW_SECONDS)
+        cpu_tail = self.window_cpu_ms_per_send(last - WINDOW_SECONDS, last)
         return (
             f"| {self.face} | {self.clients} | {self.sends} | {self.errors} | {self.sends / self.seconds:.0f} | "
             f"{self.cpu_seconds:.1f} | **{self.per_cpu_second:.0f}** | "
             f"{percentile(self.latencies, 0.5) * 1000:.1f} | {percentile(self.latencies, 0.99) * 1000:.1f} | "
-            f"{head:.0f} | {tail:.0f} | {tail / head * 100 if head else 0:.0f}% |"
+            f"{head:.0f} | {tail:.0f} | {tail / head * 100 if head else 0:.0f}% | "
+            f"{cpu_head:.1f} | {cpu_tail:.1f} |"
         )
 
 
@@ -86,14 +100,19 @@ async def provision(url: str) -> str:
     return str(body["securityToken"])
 
 
-async def rest_client(url: str, token: str, until: float, result: RunResult) -> None:
+async def rest_client(url: str, token: str, until: float, result: RunResult, *, floor: bool = False) -> None:
+    """POST send-message in a loop; with `floor`, GET /api/v1/health with the same token instead: the
+    cost of an authenticated request that does nothing, i.e. what the framework costs on this machine."""
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=f"{url}/api/v1/", headers=headers, timeout=30) as client:
         while time.monotonic() < until:
             started = time.perf_counter()
-            response = await client.post("send-message", json={"to": TO, "body": BODY})
+            if floor:
+                response = await client.get("health")
+            else:
+                response = await client.post("send-message", json={"to": TO, "body": BODY})
             _record(result, started, response.status_code == 200)
 
 
@@ -141,23 +160,33 @@ def _record(result: RunResult, started: float, ok: bool) -> None:
 async def run(server: ServerProcess, face: str, clients: int, seconds: float) -> RunResult:
     token = await provision(server.url)
     result = RunResult(face, clients, seconds, 0, 0, 0.0, [], [])
-    if face == "rest":
+    sampler = asyncio.create_task(sample_cpu(server, result))
+    if face in ("rest", "floor"):
+        floor = face == "floor"
         # Warm up (imports, first queries, connections) outside the measured window.
-        await rest_client(server.url, token, time.monotonic() + 2, RunResult(face, 1, 2, 0, 0, 0, [], []))
+        await rest_client(server.url, token, time.monotonic() + 2, RunResult(face, 1, 2, 0, 0, 0, [], []),
+                          floor=floor)
         cpu_before = server.cpu_seconds()
         until = time.monotonic() + seconds
-        await asyncio.gather(*(rest_client(server.url, token, until, result) for _ in range(clients)))
+        await asyncio.gather(*(rest_client(server.url, token, until, result, floor=floor) for _ in range(clients)))
     else:
         cpu_before = await mcp_clients(server.url, token, clients, seconds, result, server)
     result.cpu_seconds = server.cpu_seconds() - cpu_before
+    sampler.cancel()
     return result
+
+
+async def sample_cpu(server: ServerProcess, result: RunResult) -> None:
+    while True:
+        result.cpu_samples.append((time.monotonic(), server.cpu_seconds()))
+        await asyncio.sleep(0.25)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
-    parser.add_argument("--faces", default="rest,mcp")
+    parser.add_argument("--faces", default="rest,mcp", help="rest, mcp, and floor (authenticated GET /api/v1/health)")
     parser.add_argument("--clients", default="1,20")
     parser.add_argument("--database", default="sqlite", help="sqlite, or a postgres:// URL of an empty database")
     args = parser.parse_args()
@@ -165,8 +194,8 @@ def main() -> None:
     print(f"send-message, demo mode, {args.server}, {args.database.split('@')[-1]}, {args.seconds:.0f} s per run, "
           f"{os.cpu_count()} CPUs")
     print("| face | clients | sends | errors | sends/s wall | server CPU s | sends per server CPU-s | p50 ms | "
-          "p99 ms | rate first 5 s | rate last 5 s | last/first |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "p99 ms | rate first 5 s | rate last 5 s | last/first | CPU ms/send first 5 s | CPU ms/send last 5 s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for face in args.faces.split(","):
         for clients in (int(c) for c in args.clients.split(",")):
             with tempfile.TemporaryDirectory() as tmp:
