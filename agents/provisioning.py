@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -280,13 +279,10 @@ def agent_channel_status(*, agent: Agent) -> dict[str, Any]:
 
 def agent_connected(agent_id: str) -> bool:
     """Whether the agent has a live MCP session in any process (the agent registry's answer)."""
+    from orchestrator.agent_registry import is_agent_connected_sync
+
     try:
-        from orchestrator.agent_registry import is_agent_connected
-    except ImportError:  # the registry is optional in a stripped-down deployment
-        return False
-    try:
-        # The registry is async (it may ask other processes over the channel layer).
-        return bool(async_to_sync(is_agent_connected)(agent_id))
+        return is_agent_connected_sync(agent_id)
     except Exception:
         logger.warning("Agent registry lookup failed for %s", agent_id, exc_info=True)
         return False

@@ -186,6 +186,27 @@ async def is_agent_connected(agent_id: str) -> bool:
     return bool(reply.get("ok"))
 
 
+def is_agent_connected_sync(agent_id: str) -> bool:
+    """`is_agent_connected` for synchronous callers (REST views, commands): a presence read, no forwarding.
+
+    Asking the owning process needs a channel-layer listener on the caller's event loop; a sync caller
+    outside the server would have to make a throwaway loop for it, and channels_redis serves one
+    receiving loop per process. The owner record is refreshed every OWNER_REFRESH_SECONDS and expires
+    after OWNER_TTL_SECONDS, so a crashed process's agents read as connected for at most that long.
+    """
+    if agent_id in _sessions:
+        return True
+    if not settings.REDIS_URL:
+        return False
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return bool(client.exists(OWNER_KEY_PREFIX + agent_id))
+    finally:
+        client.close()
+
+
 # --- local delivery ------------------------------------------------------------------------------
 
 

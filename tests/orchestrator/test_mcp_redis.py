@@ -28,6 +28,8 @@ async def test_a_sample_request_issued_in_one_process_reaches_the_agent_connecte
     async with sse_session(url, sampling_callback=answering("From B"), logging_callback=inbox):
         await eventually(connected("agent-a"), timeout=10)
         assert agent_registry.local_session("agent-a") is None
+        # REST views ask synchronously (channel-status); they see the other process's session too.
+        assert await asyncio.to_thread(agent_registry.is_agent_connected_sync, "agent-a") is True
         text = await agent_registry.sample_agent("agent-a", [{"role": "user", "content": "hello"}], timeout=5)
         pushed = await agent_registry.notify_agent("agent-a", {"id": "msg_remote"})
         await asyncio.wait_for(inbox.arrived.wait(), timeout=5)
