@@ -206,6 +206,9 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         if exc.reason == "recipient_opted_out":
             opt_out_record(agent=agent, channel=request.channel, contact=request.to, keyword="PROVIDER")
         raise provider_api_error(exc) from None
+    except ProviderNotConfigured as exc:
+        _record_refusal(message, reservation, code="provider_not_configured", detail=str(exc))
+        raise provider_api_error(exc) from None
     except Exception as exc:
         _record_refusal(message, reservation, code="internal_error", detail=repr(exc))
         raise
