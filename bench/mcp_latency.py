@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -54,6 +55,39 @@ async def raw_connect_latency(port: int, token: str, rounds: int) -> list[float]
         await post(port, endpoint, INITIALIZED)
         samples.append(time.perf_counter() - started)
         writer.close()
+    return samples
+
+
+async def raw_ping_latency(port: int, token: str, calls: int) -> list[float]:
+    """comms_ping over SSE with raw sockets (keep-alive POSTs): the server's share of a call's latency."""
+    from bench.mcp_idle_sessions import INITIALIZE, INITIALIZED, open_session, post
+
+    reader, writer, endpoint = await open_session(port, token)
+    await post(port, endpoint, INITIALIZE)
+    while not (await reader.readline()).startswith(b"data: {"):
+        pass
+    await post(port, endpoint, INITIALIZED)
+    post_reader, post_writer = await asyncio.open_connection("127.0.0.1", port)
+    samples = []
+    for index in range(calls + 20):
+        call = {"jsonrpc": "2.0", "id": index + 2, "method": "tools/call", "params": {"name": "comms_ping", "arguments": {}}}
+        body = json.dumps(call).encode()
+        started = time.perf_counter()
+        post_writer.write(
+            f"POST {endpoint} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        length = 0
+        while (line := await post_reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await post_reader.readexactly(length)
+        while not (await reader.readline()).startswith(b"data: {"):
+            pass
+        if index >= 20:
+            samples.append(time.perf_counter() - started)
+    post_writer.close()
+    writer.close()
     return samples
 
 
@@ -137,9 +171,11 @@ def main() -> None:
                     await connect_latency(server.url, token, transport, 3)  # warm-up
                     samples = await connect_latency(server.url, token, transport, args.connects)
                     print(f"connect + initialize over {transport}, SDK client: {summary_ms(samples)}")
+                samples = await raw_ping_latency(server.port, token, args.pings)
+                print(f"comms_ping, one client, SSE, raw socket client: {summary_ms(samples)}")
                 for transport in ("sse", "streamable-http"):
                     samples = await ping_latency(server.url, token, transport, args.pings)
-                    print(f"comms_ping, one client, {transport}: {summary_ms(samples)}")
+                    print(f"comms_ping, one client, {transport}, SDK client: {summary_ms(samples)}")
             per_wall, per_cpu, total = await throughput(server, token, args.clients, args.calls // args.clients)
             print(
                 f"comms_ping over SSE, {args.clients} clients, {total} calls: {per_wall:.0f} calls/s wall, "
