@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -133,10 +134,19 @@ def sdk_security_settings() -> TransportSecuritySettings:
 # --- session pins --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# How often a live session's token is looked up again, so that revoking it (regenerate-token,
+# deprovision) also stops sessions opened before: at most this many seconds later.
+PIN_RECHECK_SECONDS = 30.0
+
+
+@dataclass
 class Pin:
+    """The principal a session is bound to, and the token that opened it (kept in memory only)."""
+
     binding: Binding
+    token: str
     token_digest: bytes
+    verified_at: float
 
 
 def _digest(token: str) -> bytes:
@@ -186,7 +196,7 @@ class McpGate:
         principal = await _authenticate(scope, headers, token)
         agent_id = await resolve_session_agent(principal, query.get("agentId"))
         binding = Binding(principal=principal, agent_id=agent_id, transport=TRANSPORT_SSE)
-        pin = Pin(binding, _digest(token or ""))
+        pin = _pin(binding, token)
         session_ids: list[str] = []
 
         async def send_and_pin(message: Message) -> None:
@@ -237,7 +247,7 @@ class McpGate:
         agent_id = await resolve_session_agent(principal, query.get("agentId"))
         binding = Binding(principal=principal, agent_id=agent_id, transport=TRANSPORT_STREAMABLE)
         scope[BINDING_SCOPE_KEY] = binding
-        pin = Pin(binding, _digest(token or ""))
+        pin = _pin(binding, token)
 
         async def send_and_pin(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -319,17 +329,23 @@ async def _authenticate(scope: Scope, headers: dict[str, str], token: str | None
     return await run_blocking(authenticate_token, token, client_address=address)
 
 
+def _pin(binding: Binding, token: str | None) -> Pin:
+    return Pin(binding, token or "", _digest(token or ""), time.monotonic())
+
+
 async def _check_pin(scope: Scope, headers: dict[str, str], pin: Pin, *, token: str | None, required: bool = False) -> None:
     """A request for a pinned session must carry no credentials (SSE only) or the same principal's."""
     if token is None:
         if required:
             raise ApiError(401, "missing_token", "Send Authorization: Bearer <token>.")
-        return
-    if hmac.compare_digest(_digest(token), pin.token_digest):
-        return
-    principal = await _authenticate(scope, headers, token)
-    if principal.key != pin.binding.principal.key:
-        raise ApiError(403, "forbidden", "This MCP session belongs to another identity.")
+    elif not hmac.compare_digest(_digest(token), pin.token_digest):
+        principal = await _authenticate(scope, headers, token)
+        if principal.key != pin.binding.principal.key:
+            raise ApiError(403, "forbidden", "This MCP session belongs to another identity.")
+    if time.monotonic() - pin.verified_at > PIN_RECHECK_SECONDS:
+        # Raises 401 invalid_token once the session's token has been revoked.
+        await _authenticate(scope, headers, pin.token)
+        pin.verified_at = time.monotonic()
 
 
 async def resolve_session_agent(principal: Principal, agent_id: str | None) -> str | None:

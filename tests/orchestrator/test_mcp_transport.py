@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from mcp.client import Client
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
@@ -305,3 +306,23 @@ async def test_it_forgets_a_streamable_http_session_once_it_is_closed(asgi_serve
             break
         await asyncio.sleep(0.02)
     assert set(gate.http_pins) - earlier == set()
+
+
+async def test_it_stops_a_live_session_whose_token_was_revoked(
+    asgi_server: LiveServer, make_agent, monkeypatch
+) -> None:
+    from agents.services import token_revoke_by_value
+    from orchestrator import mcp_transport
+
+    token = await agent_token(make_agent)
+    async with httpx.AsyncClient(base_url=asgi_server.url, timeout=10) as http:
+        stream, endpoint = await open_raw_sse(http, f"/sse?token={token}")
+        try:
+            assert (await http.post(endpoint, json=INITIALIZE)).status_code == 202
+            await sync_to_async(token_revoke_by_value)(token=token)
+            monkeypatch.setattr(mcp_transport, "PIN_RECHECK_SECONDS", 0.0)
+            refused = await http.post(endpoint, json=PING_CALL)
+        finally:
+            await stream.aclose()
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "invalid_token"
