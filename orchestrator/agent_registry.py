@@ -543,11 +543,14 @@ async def _link() -> _Link | None:
             for old_loop in [old for old in _links if old.is_closed()]:
                 _links.pop(old_loop).stop()
                 _link_lock.pop(old_loop, None)
-            from channels.layers import get_channel_layer
+            from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
             from redis.asyncio import Redis
 
-            layer = get_channel_layer()
-            assert layer is not None
+            # A layer instance of the link's own: channels_redis lets one event loop at a time
+            # receive on an instance, and this process may run several loops (the server's, a
+            # background delivery loop, tests); the shared get_channel_layer() instance then fails
+            # with "Two event loops are trying to receive()".
+            layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
             channel = await layer.new_channel()
             link = _Link(loop, layer, channel, Redis.from_url(settings.REDIS_URL, decode_responses=True))
             link.start()
