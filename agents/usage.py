@@ -10,7 +10,6 @@ limit L let exactly L through, and a check touches a handful of rows however lon
 from __future__ import annotations
 
 import calendar
-import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
@@ -121,41 +120,18 @@ def _bucket_specs(agent: Agent, limits: AgentLimits, organization: Organization,
     return specs
 
 
-@functools.lru_cache(maxsize=16)
-def _bump_sql(vendor: str, with_actions: bool, with_spend: bool) -> str:
-    """The conditional UPDATE of one bucket. Hand-written because it runs six times per send and the ORM's
-    query building cost more than the statement itself; one variant per limit combination, so no
-    `%s IS NULL` tests that PostgreSQL cannot type."""
-    q = connection.ops.quote_name
-    sql = (
-        f"UPDATE {q(UsageBucket._meta.db_table)} SET {q('actions')} = {q('actions')} + 1, "  # noqa: S608 - quoted constant identifiers, values are bound
-        f"{q('spend')} = {q('spend')} + %s "
-        f"WHERE {q('scope')} = %s AND {q('scope_id')} = %s AND {q('window')} = %s AND {q('window_start')} = %s"
-    )
-    if with_actions:
-        sql += f" AND {q('actions')} < %s"
-    if with_spend:
-        sql += f" AND {q('spend')} <= %s"
-    return sql
-
-
 def _bump(spec: BucketSpec, cost: Decimal) -> int:
-    ops = connection.ops
-    params: list[Any] = [
-        ops.adapt_decimalfield_value(cost, 14, 6),
-        spec.scope,
-        spec.scope_id,
-        spec.window,
-        ops.adapt_datetimefield_value(spec.start),
-    ]
+    """One conditional UPDATE: count the action only while the bucket stays within its limits.
+
+    The database evaluates the condition and the increment in one statement, so concurrent sends
+    can never overshoot a limit (the row lock serialises them).
+    """
+    bucket = UsageBucket.objects.filter(spec.key())
     if spec.max_actions is not None:
-        params.append(spec.max_actions)
+        bucket = bucket.filter(actions__lt=spec.max_actions)
     if spec.max_spend is not None:
-        params.append(ops.adapt_decimalfield_value(spec.max_spend - cost, 14, 6))
-    sql = _bump_sql(connection.vendor, spec.max_actions is not None, spec.max_spend is not None)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
+        bucket = bucket.filter(spend__lte=spec.max_spend - cost)
+    return bucket.update(actions=F("actions") + 1, spend=F("spend") + cost)
 
 
 def _refusal(spec: BucketSpec, cost: Decimal, now: datetime) -> ApiError:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
 from agents.models import Agent, AgentStatus, Channel, OptOut
 from channels_app import delivery
@@ -53,19 +52,16 @@ def _first_time(provider: str, event_id: str) -> bool:
 
     Must run inside the caller's transaction: the row and the message commit together, and a
     concurrent duplicate waits on the unique index until the first one commits (then counts as a
-    repeat) or rolls back (then it is the first). `ON CONFLICT DO NOTHING` (PostgreSQL and SQLite)
-    answers that in one statement, without a savepoint and an IntegrityError round trip.
+    repeat) or rolls back (then it is the first).
     """
     if not event_id:
         return True
-    table = WebhookEvent._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (provider, event_id, received_at) VALUES (%s, %s, %s) "  # noqa: S608 - our table name
-            "ON CONFLICT (provider, event_id) DO NOTHING",
-            [provider, event_id[:200], connection.ops.adapt_datetimefield_value(timezone.now())],
-        )
-        return bool(cursor.rowcount == 1)
+    try:
+        with transaction.atomic():  # a savepoint, so a duplicate leaves the outer transaction usable
+            WebhookEvent.objects.create(provider=provider, event_id=event_id[:200])
+    except IntegrityError:
+        return False
+    return True
 
 
 def _store(*, direction: str = Direction.INBOUND, status: str = MessageStatus.RECEIVED, **fields: Any) -> Message:
