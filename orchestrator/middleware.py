@@ -19,6 +19,13 @@ def wants_json_errors(path: str) -> bool:
 
 
 class ApiErrorMiddleware:
+    """Sync-only and last in MIDDLEWARE, on purpose: Django then runs every middleware outside it in
+    sync mode inside one worker-thread hop. Both-capable middleware (MiddlewareMixin) in async mode
+    hop to a thread for each process_request/process_response, which cost ~9 ms of CPU per request."""
+
+    sync_capable = True
+    async_capable = False
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
