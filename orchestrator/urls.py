@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 
 from orchestrator import health
@@ -17,3 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels_app.urls")),
 ]
+
+# DEBUG only (it returns nothing otherwise): daphne, unlike runserver, serves no static files, and
+# the admin of a `make run` checkout should not come up unstyled. Production: collectstatic + the proxy.
+urlpatterns += staticfiles_urlpatterns()
