@@ -46,3 +46,30 @@ def make_agent(db: None, default_org: Organization):
 # loopback fake of the provider HTTP APIs (tests/fake_providers.py).
 from tests.fake_providers import fake_provider_server, fake_providers, live_provider_settings  # noqa: E402, F401
 from tests.live_server import asgi_server, second_asgi_server  # noqa: E402,F401
+
+
+def _install_bounded_loop_teardown() -> None:
+    """Closing a test's event loop waits for every task to finish cancelling. A task that survives its
+    cancellation (seen rarely with Redis in the two-process tests, not yet pinned down) would hang the
+    whole run until CI's time limit. Wait at most 10 s, then report the stuck tasks' stacks and go on,
+    so a hang becomes a visible warning with the culprit's stack instead of a silent stall."""
+    import asyncio
+    import asyncio.runners
+    import sys
+    import warnings
+
+    def cancel_all_tasks_bounded(loop: asyncio.AbstractEventLoop) -> None:
+        tasks = asyncio.all_tasks(loop)
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        _, stuck = loop.run_until_complete(asyncio.wait(tasks, timeout=10))
+        for task in stuck:
+            task.print_stack(file=sys.stderr)
+            warnings.warn(f"event loop closed with a task that ignored cancellation: {task!r}", stacklevel=1)
+
+    asyncio.runners._cancel_all_tasks = cancel_all_tasks_bounded  # type: ignore[attr-defined]
+
+
+_install_bounded_loop_teardown()
