@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
@@ -58,10 +57,6 @@ def authenticate_token(token: str | None, *, client_address: str) -> Principal:
 def _count_failure(client_address: str) -> None:
     metrics.AUTH_FAILURES.inc()
     auth_failure_record(client_address=client_address)
-
-
-def first_present(values: Iterable[str | None]) -> str | None:
-    return next((v for v in values if v), None)
 
 
 class BearerTokenAuthentication(BaseAuthentication):

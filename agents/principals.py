@@ -46,11 +46,6 @@ def require_admin(principal: Principal) -> None:
         raise ApiError(403, "forbidden", "This operation needs an org or orchestrator token.")
 
 
-def require_super_admin(principal: Principal) -> None:
-    if not principal.is_super_admin:
-        raise ApiError(403, "forbidden", "This operation needs the orchestrator token.")
-
-
 def resolve_agent_id(principal: Principal, agent_id: str | None) -> str:
     """The agent an operation acts on: taken from an agent token, named explicitly by admins."""
     if principal.role is Role.AGENT:
@@ -61,7 +56,3 @@ def resolve_agent_id(principal: Principal, agent_id: str | None) -> str:
     if not agent_id:
         raise ApiError(400, "missing_agent_id", "Name the agent with agentId.", field="agentId")
     return agent_id
-
-
-def can_access_org(principal: Principal, org_id: str) -> bool:
-    return principal.is_super_admin or principal.org_id == org_id

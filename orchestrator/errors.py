@@ -50,18 +50,6 @@ class ApiError(Exception):
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
-def invalid_request(message: str, *, field: str | None = None) -> ApiError:
-    return ApiError(400, "invalid_request", message, field=field)
-
-
-def not_found(message: str = "Not found.", code: str = "not_found") -> ApiError:
-    return ApiError(404, code, message)
-
-
-def forbidden(message: str = "This token may not do that.", code: str = "forbidden") -> ApiError:
-    return ApiError(403, code, message)
-
-
 def json_error(error: ApiError) -> JsonResponse:
     response = JsonResponse(error.body(), status=error.status)
     for key, value in error.headers().items():
