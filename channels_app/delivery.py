@@ -27,14 +27,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -42,8 +41,10 @@ from agents.crypto import decrypt
 from agents.models import AgentStatus
 from channels_app.models import Direction, Message, MessageKind
 from channels_app.selectors import waiting_message_object
+from orchestrator.workers import calling_event_loop, run_blocking
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VIA_WAIT = "wait"
 VIA_MCP = "mcp"
@@ -299,20 +300,17 @@ def callbacks_due(*, limit: int = 100) -> list[str]:
 
 # --- the live session ----------------------------------------------------------------------------
 
-def _db(fn: Callable[..., Any]) -> Callable[..., Any]:
-    # The default thread pool, not the thread-sensitive one: a slow database or callback must never
-    # queue behind (or ahead of) request handling.
-    return sync_to_async(fn, thread_sensitive=False)
+def _db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """`fn` on the shared worker pool (connection upkeep included): never on the event loop."""
 
+    async def call(*args: Any, **kwargs: Any) -> T:
+        return await run_blocking(fn, *args, **kwargs)
 
-def _fresh_connection() -> None:
-    # Pool threads outlive requests, so nothing else drops their stale or broken connections.
-    close_old_connections()
+    return call
 
 
 def _claim_and_load(message_id: str) -> Message | None:
     """Claim the row for a push and read it in the same pool hop; None when someone else has it."""
-    _fresh_connection()
     if not message_claim(message_id=message_id, via=VIA_MCP):
         return None
     return Message.objects.filter(pk=message_id).first()
@@ -346,7 +344,6 @@ async def deliver_message(message_id: str) -> str:
     def plan() -> tuple[Message | None, str]:
         # One pool hop for the reads and, when the agent's session lives in this process, the claim:
         # every hop costs more than the queries, and this is the latency a connected agent sees.
-        _fresh_connection()
         message = Message.objects.select_related("agent").filter(pk=message_id).first()
         if message is None or message.delivered_at is not None:
             return None, "gone"
@@ -382,7 +379,6 @@ async def push_waiting_on_connect(agent_id: str) -> None:
     """Connect listener: after the client's `initialized`, push what waited for it, oldest first."""
 
     def free_ids() -> list[str]:
-        _fresh_connection()
         return list(
             Message.objects.filter(free_q(timezone.now()), agent_id=agent_id)
             .order_by("created_at")
@@ -459,7 +455,7 @@ def schedule_delivery(message_id: str) -> None:
     if loop is not None:
         _spawn(start)
         return
-    main_loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    main_loop = calling_event_loop() or getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     if main_loop is not None and main_loop.is_running():
         # A fresh context: the request's ThreadSensitiveContext must not leak into a task that outlives it.
         main_loop.call_soon_threadsafe(_spawn, start, context=contextvars.Context())

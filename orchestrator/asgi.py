@@ -9,10 +9,10 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from orchestrator.http_handler import get_pooled_asgi_application  # noqa: E402
 
 # Django must be set up before anything imports models (consumers, the MCP server).
-django_asgi_app = get_asgi_application()
+django_asgi_app = get_pooled_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -132,11 +132,6 @@ def database_from_url(url: str, *, base_dir: Path) -> dict[str, object]:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            # 0: under ASGI Django serves each request in a new thread, and a persistent connection per
-            # thread piles up until PostgreSQL refuses new clients ("too many clients already" after a
-            # few thousand concurrent requests). Django's docs: disable persistent connections with ASGI.
-            "CONN_MAX_AGE": 0,
-            "CONN_HEALTH_CHECKS": True,
         }
     raise ImproperlyConfigured(f"DATABASE_URL must start with sqlite:// or postgres://, got {url!r}")
 

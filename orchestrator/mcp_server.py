@@ -14,17 +14,13 @@ scope, which the SDK hands to every handler as `ctx.request`.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache, partial
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
 from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
@@ -48,10 +44,9 @@ from agents.principals import Principal
 from orchestrator import agent_registry, metrics
 from orchestrator.errors import ApiError
 from orchestrator.operations import Operation, operations_by_tool, render_text
+from orchestrator.workers import run_blocking
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 BINDING_SCOPE_KEY = "comms.binding"
 TRANSPORT_SSE = "sse"
@@ -136,44 +131,12 @@ async def _call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolReques
 # hop to a worker thread costs more than the call (see bench/README.md).
 NON_BLOCKING_TOOLS = frozenset({"comms_ping"})
 
-# Tool calls run in their own pool rather than Django's one thread-sensitive thread: a long poll
-# (comms_wait_for_message) or a slow provider call of one agent must not stall every other
-# session of the process. Each call opens and recycles its connection as a Django request does.
-# 32 threads: enough for many concurrent long polls, and well under PostgreSQL's default 100
-# connections per server process.
-TOOL_THREADS = 32
-_tool_threads = ThreadPoolExecutor(max_workers=TOOL_THREADS, thread_name_prefix="mcp-tool")
-
-
 async def run_operation(operation: Operation, principal: Principal, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Run an operation's synchronous service (the ORM) off the event loop."""
+    """Run an operation's synchronous service (the ORM) off the event loop, in the shared worker pool:
+    a long poll or a slow provider call of one agent must not stall every other session."""
     if operation.tool in NON_BLOCKING_TOOLS:
         return operation.run(principal, arguments)
     return await run_blocking(operation.run, principal, arguments)
-
-
-async def run_blocking(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a blocking (ORM) function in the MCP worker pool, with Django's connection hygiene."""
-    loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    return await loop.run_in_executor(_tool_threads, partial(context.run, _with_connections, function, *args, **kwargs))
-
-
-def reset_tool_threads() -> None:
-    """Retire the worker pool and its database connections (tests; before a database is dropped)."""
-    global _tool_threads
-    retired, _tool_threads = _tool_threads, ThreadPoolExecutor(max_workers=TOOL_THREADS, thread_name_prefix="mcp-tool")
-    # Each worker closes its own connections (they are thread-local) on its way out.
-    retired.submit(connections.close_all)
-    retired.shutdown(wait=True)
-
-
-def _with_connections(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    close_old_connections()
-    try:
-        return function(*args, **kwargs)
-    finally:
-        close_old_connections()
 
 
 # --- session lifecycle ---------------------------------------------------------------------------

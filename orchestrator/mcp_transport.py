@@ -44,9 +44,9 @@ from orchestrator.mcp_server import (
     TRANSPORT_STREAMABLE,
     Binding,
     get_server,
-    run_blocking,
     streams,
 )
+from orchestrator.workers import run_blocking
 
 logger = logging.getLogger(__name__)
 

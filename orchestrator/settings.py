@@ -141,6 +141,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # rollback journal with two fsyncs; every send commits twice (row before the provider call, outcome after).
     _sqlite_options: dict[str, object] = DATABASES["default"].setdefault("OPTIONS", {})  # type: ignore[assignment]
     _sqlite_options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+# Requests and MCP tool calls run on a fixed pool of worker threads (orchestrator.workers), each of
+# which keeps its database connection this many seconds: a process holds at most WORKER_THREADS
+# connections. 0 reconnects for every request (slow: a fresh connection costs more than most requests).
+WORKER_THREADS: int = env.int("WORKER_THREADS", 32, minimum=1, maximum=256)
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 300, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.optional("REDIS_URL")

@@ -71,7 +71,7 @@ async def asgi_server(transactional_db: None) -> AsyncIterator[LiveServer]:
     from orchestrator import agent_registry
     from orchestrator.asgi import application
     from orchestrator.lifespan import run_shutdown_hooks
-    from orchestrator.mcp_server import reset_tool_threads
+    from orchestrator.workers import reset_worker_threads
 
     server, task, port = await start_uvicorn(application)
     try:
@@ -84,7 +84,7 @@ async def asgi_server(transactional_db: None) -> AsyncIterator[LiveServer]:
         # The server ran ORM calls in Django's sync thread; close those connections, or PostgreSQL
         # refuses to drop the test database at the end of the run.
         await sync_to_async(connections.close_all)()
-        await asyncio.get_running_loop().run_in_executor(None, reset_tool_threads)
+        await asyncio.get_running_loop().run_in_executor(None, reset_worker_threads)
         # Services also run ORM calls in the loop's default pool; its threads' connections go with
         # the threads (the loop ends with the test anyway).
         await asyncio.get_running_loop().shutdown_default_executor()

@@ -1,0 +1,101 @@
+"""The one pool of worker threads that runs blocking work (the ORM, provider SDKs) for the event loop.
+
+Django's own ASGI handler starts a new thread for every request (asgiref's ThreadSensitiveContext),
+so a request's database connection cannot outlive it: every request connected afresh, and a
+persistent connection per thread would pile up until PostgreSQL refuses clients. Here a fixed set
+of threads serves HTTP requests (`orchestrator.http_handler`) and MCP tool calls alike, and each
+thread keeps its connection between calls (`CONN_MAX_AGE`), as a WSGI server's threads do. A
+process therefore holds at most `WORKER_THREADS` database connections.
+
+A long poll (`comms_wait_for_message`) or a slow provider call occupies one thread, not the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+
+T = TypeVar("T")
+
+
+def _new_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=settings.WORKER_THREADS, thread_name_prefix="worker")
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = _new_pool()
+    return _pool
+
+
+async def run_blocking(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a blocking function in the worker pool with Django's connection hygiene around it.
+
+    The caller's context variables travel with the call, as they do through `sync_to_async`.
+    """
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    call = partial(context.run, _on_worker, loop, function, *args, **kwargs)
+    return await loop.run_in_executor(pool(), call)
+
+
+_thread_state = threading.local()
+
+
+def calling_event_loop() -> asyncio.AbstractEventLoop | None:
+    """In a worker thread, the event loop that handed it the current call (work that must outlive the
+    call, such as delivering a stored message to a live session, is scheduled there)."""
+    return getattr(_thread_state, "loop", None)
+
+
+def _on_worker(loop: asyncio.AbstractEventLoop, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    _thread_state.loop = loop
+    try:
+        return with_connections(function, *args, **kwargs)
+    finally:
+        _thread_state.loop = None
+
+
+def with_connections(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # What request_started/request_finished do for a Django request: drop a connection that broke
+    # or outlived CONN_MAX_AGE, keep a healthy one.
+    close_old_connections()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
+def reset_worker_threads() -> None:
+    """Retire the pool and close its threads' database connections (tests; before a database is dropped)."""
+    global _pool
+    retired, _pool = _pool, None
+    if retired is None:
+        return
+    # Connections are thread-local: each worker must close its own. One task per worker, held at a
+    # barrier so that no worker takes two of them.
+    workers = max(len(retired._threads), 1)  # noqa: SLF001
+    barrier = threading.Barrier(workers, timeout=10)
+
+    def close_own() -> None:
+        connections.close_all()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+
+    for _ in range(workers):
+        retired.submit(close_own)
+    retired.shutdown(wait=True)
