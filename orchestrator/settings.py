@@ -141,6 +141,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # rollback journal with two fsyncs; every send commits twice (row before the provider call, outcome after).
     _sqlite_options: dict[str, object] = DATABASES["default"].setdefault("OPTIONS", {})  # type: ignore[assignment]
     _sqlite_options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    # Django's SQLite backend, with write transactions queued in-process (see its docstring).
+    DATABASES["default"]["ENGINE"] = "orchestrator.sqlite_backend"
 # Requests and MCP tool calls run on a fixed pool of worker threads (orchestrator.workers), each of
 # which keeps its database connection this many seconds: a process holds at most WORKER_THREADS
 # connections. 0 reconnects for every request (slow: a fresh connection costs more than most requests).
