@@ -36,7 +36,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _start_transaction_under_autocommit(self) -> None:
         if self.is_in_memory_db():
-            super()._start_transaction_under_autocommit()
+            super()._start_transaction_under_autocommit()  # type: ignore[misc]  # private in django-stubs
             return
         lock = _write_lock(str(self.settings_dict["NAME"]))
         # A holder stuck for a minute must not wedge the process: then SQLite's own lock decides.
@@ -44,7 +44,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if acquired:
             self._held_write_lock = lock
         try:
-            super()._start_transaction_under_autocommit()
+            super()._start_transaction_under_autocommit()  # type: ignore[misc]  # private in django-stubs
         except BaseException:
             self._release_write_lock()
             raise
@@ -56,7 +56,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _commit(self) -> None:
         try:
-            super()._commit()
+            super()._commit()  # type: ignore[misc]  # private in django-stubs
         finally:
             # A failed COMMIT leaves the transaction open: Django rolls it back next, and the lock
             # goes then. SQLite keeps the transaction only if the commit failed while busy.
@@ -65,12 +65,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _rollback(self) -> None:
         try:
-            super()._rollback()
+            super()._rollback()  # type: ignore[misc]  # private in django-stubs
         finally:
             self._release_write_lock()
 
     def _close(self) -> None:
         try:
-            super()._close()
+            super()._close()  # type: ignore[misc]  # private in django-stubs
         finally:
             self._release_write_lock()
