@@ -1,10 +1,11 @@
 """Usage counters, limits, billing and consent: the services and selectors behind usage, billing,
 agent-limits and the consent tools (contract §6.1, §6.2, §7).
 
-Limits are enforced on UsageBucket rows: one counter row per (scope, window), bumped by a conditional
-UPDATE that only matches while the limit still has room. The database serialises concurrent UPDATEs of
-the same row (PostgreSQL row lock, SQLite's IMMEDIATE transaction), so N concurrent sends against a
-limit L let exactly L through, and a check touches a handful of rows however long the history is.
+Limits are enforced on UsageBucket rows: one counter row per (scope, window). A reservation locks and
+reads its rows in one query (PostgreSQL FOR UPDATE in primary-key order; SQLite's IMMEDIATE transaction
+already holds the write lock), checks every limit in Python and bumps all rows with one UPDATE. So N
+concurrent sends against a limit L let exactly L through, a check touches a handful of rows however
+long the history is, and a send costs two bucket queries instead of one per window.
 """
 
 from __future__ import annotations
@@ -81,18 +82,28 @@ class BucketSpec:
     actions_limit_type: str
     spend_limit_type: str
 
+    @property
+    def ident(self) -> tuple[str, str, str, datetime]:
+        return (self.scope, self.scope_id, self.window, self.start)
+
     def key(self) -> Q:
         return Q(scope=self.scope, scope_id=self.scope_id, window=self.window, window_start=self.start)
 
 
 @dataclass(frozen=True)
 class Reservation:
-    """What usage_reserve counted, so it can be released (provider refused) or re-priced (actual cost)."""
+    """What usage_reserve counted, so it can be released (provider refused) or re-priced (actual cost).
+
+    `bucket_ids` are the counter rows it bumped, in ascending order (the order every writer locks them in).
+    """
 
     keys: tuple[Q, ...]
     spend: Decimal
+    bucket_ids: tuple[int, ...] = ()
 
     def where(self) -> Q:
+        if self.bucket_ids:
+            return Q(pk__in=self.bucket_ids)
         combined = Q()
         for key in self.keys:
             combined |= key
@@ -100,8 +111,8 @@ class Reservation:
 
 
 def _bucket_specs(agent: Agent, limits: AgentLimits, organization: Organization, now: datetime) -> list[BucketSpec]:
-    """Agent minute/hour/day/month, then the organization's day/month spend — always in this order,
-    so concurrent reservations lock rows in the same order and cannot deadlock."""
+    """Agent minute/hour/day/month, then the organization's day/month spend. When several limits refuse,
+    the first in this order is the one reported."""
     specs = [
         BucketSpec(Scope.AGENT, agent.pk, Window.MINUTE, window_start(Window.MINUTE, now),
                    limits.max_actions_per_minute, None, "per_minute", ""),
@@ -120,24 +131,23 @@ def _bucket_specs(agent: Agent, limits: AgentLimits, organization: Organization,
     return specs
 
 
-def _bump(spec: BucketSpec, cost: Decimal) -> int:
-    """One conditional UPDATE: count the action only while the bucket stays within its limits.
-
-    The database evaluates the condition and the increment in one statement, so concurrent sends
-    can never overshoot a limit (the row lock serialises them).
-    """
-    bucket = UsageBucket.objects.filter(spec.key())
-    if spec.max_actions is not None:
-        bucket = bucket.filter(actions__lt=spec.max_actions)
-    if spec.max_spend is not None:
-        bucket = bucket.filter(spend__lte=spec.max_spend - cost)
-    return bucket.update(actions=F("actions") + 1, spend=F("spend") + cost)
+@dataclass(frozen=True)
+class _BucketRow:
+    pk: int
+    actions: int
+    spend: Decimal
 
 
-def _refusal(spec: BucketSpec, cost: Decimal, now: datetime) -> ApiError:
-    row = UsageBucket.objects.filter(spec.key()).first()
+def _refuses(spec: BucketSpec, row: _BucketRow, cost: Decimal) -> bool:
+    """Whether counting one more action of `cost` in this bucket would break one of its limits."""
+    if spec.max_actions is not None and row.actions >= spec.max_actions:
+        return True
+    return spec.max_spend is not None and row.spend + cost > spec.max_spend
+
+
+def _refusal(spec: BucketSpec, row: _BucketRow, cost: Decimal, now: datetime) -> ApiError:
     retry_after = max(1, math.ceil((window_end(spec.window, spec.start) - now).total_seconds()))
-    if row is not None and spec.max_actions is not None and row.actions >= spec.max_actions:
+    if spec.max_actions is not None and row.actions >= spec.max_actions:
         limit_type = spec.actions_limit_type
         metrics.RATE_LIMIT_HITS.labels(limit_type=limit_type).inc()
         return ApiError(
@@ -165,6 +175,64 @@ def per_number_scope_id(agent_id: str, number: str) -> str:
     return "n:" + hashlib.sha256(f"{agent_id}|{number}".encode()).hexdigest()[:40]
 
 
+# The bucket sets this process has seen exist, each with the minute it was seen in. Within one minute the
+# hour/day/month windows are the same, so a hit means every row of the set exists and the insert can be
+# skipped. A wrong hit (rows deleted) is harmless: _lock_buckets notices the missing row and creates it.
+_KNOWN_BUCKETS: dict[tuple[str, ...], datetime] = {}
+_KNOWN_BUCKETS_MAX = 10_000
+
+
+def _ensure_buckets(specs: list[BucketSpec]) -> None:
+    """Create this window's counter rows before any of them is locked.
+
+    Inserting before locking means a reservation never waits on another's uncommitted insert while it
+    holds row locks that one needs (no deadlock at window rollover).
+    """
+    minute = specs[0].start
+    known_key = tuple(f"{spec.scope}:{spec.scope_id}" for spec in specs)
+    if _KNOWN_BUCKETS.get(known_key) == minute:
+        return
+    _create_buckets(specs)
+    if len(_KNOWN_BUCKETS) >= _KNOWN_BUCKETS_MAX:
+        _KNOWN_BUCKETS.clear()
+    _KNOWN_BUCKETS[known_key] = minute
+
+
+def _create_buckets(specs: list[BucketSpec]) -> None:
+    UsageBucket.objects.bulk_create(
+        [UsageBucket(scope=spec.scope, scope_id=spec.scope_id, window=spec.window, window_start=spec.start)
+         for spec in sorted(specs, key=lambda spec: spec.ident)],
+        ignore_conflicts=True,
+    )
+
+
+def _lock_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, datetime], _BucketRow]:
+    """Lock and read the counter rows of `specs` in one query, in primary-key order.
+
+    Every writer of UsageBucket in a transaction (reserve, release, re-price, cost adjustment) locks its
+    rows in primary-key order, so concurrent ones queue instead of deadlocking. PostgreSQL takes the
+    row locks (FOR UPDATE); SQLite already holds the database write lock (BEGIN IMMEDIATE).
+    """
+    keys = Q()
+    for spec in specs:
+        keys |= spec.key()
+    rows = (
+        UsageBucket.objects.select_for_update()
+        .filter(keys)
+        .order_by("pk")
+        .values_list("pk", "scope", "scope_id", "window", "window_start", "actions", "spend")
+    )
+    return {
+        (scope, scope_id, window, start): _BucketRow(pk, actions, spend)
+        for pk, scope, scope_id, window, start, actions, spend in rows
+    }
+
+
+def _lock_bucket_ids(ids: tuple[int, ...] | list[int]) -> None:
+    """Lock counter rows by id, in primary-key order (see _lock_buckets)."""
+    list(UsageBucket.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+
+
 def usage_reserve(
     *,
     agent: Agent,
@@ -177,7 +245,8 @@ def usage_reserve(
     """Count one action of estimated `cost` against every limit, or raise 429 and count nothing.
 
     `call_to` (calls only) also counts against maxCallsPerDaySameNumber. Must run inside
-    transaction.atomic(): a refusal raises, and the rollback undoes the buckets already bumped.
+    transaction.atomic(). The buckets are locked and read in one query, checked here, and bumped
+    together by one UPDATE, so N concurrent sends against a limit L let exactly L through.
     """
     now = now or timezone.now()
     specs = _bucket_specs(agent, limits, organization, now)
@@ -185,28 +254,32 @@ def usage_reserve(
         specs.insert(4, BucketSpec(Scope.AGENT, per_number_scope_id(agent.pk, call_to), Window.DAY,
                                    window_start(Window.DAY, now), limits.max_calls_per_day_same_number, None,
                                    "calls_per_number", ""))
+    _ensure_buckets(specs)
+    rows = _lock_buckets(specs)
+    if len(rows) < len(specs):
+        # Rows this process believed to exist are gone (e.g. deleted); create them and lock again.
+        _KNOWN_BUCKETS.clear()
+        _create_buckets([spec for spec in specs if spec.ident not in rows])
+        rows = _lock_buckets(specs)
     for spec in specs:
-        if _bump(spec, cost):
-            continue
-        # Either the window's row does not exist yet (first action in it), or the limit is reached.
-        if not UsageBucket.objects.filter(spec.key()).exists():
-            UsageBucket.objects.bulk_create(
-                [UsageBucket(scope=spec.scope, scope_id=spec.scope_id, window=spec.window, window_start=spec.start)],
-                ignore_conflicts=True,
-            )
-            if _bump(spec, cost):
-                continue
-        raise _refusal(spec, cost, now)
-    return Reservation(keys=tuple(spec.key() for spec in specs), spend=cost)
+        if _refuses(spec, rows[spec.ident], cost):
+            raise _refusal(spec, rows[spec.ident], cost, now)
+    ids = tuple(sorted(row.pk for row in rows.values()))
+    UsageBucket.objects.filter(pk__in=ids).update(actions=F("actions") + 1, spend=F("spend") + cost)
+    return Reservation(keys=tuple(spec.key() for spec in specs), spend=cost, bucket_ids=ids)
 
 
+@transaction.atomic(savepoint=False)  # inside the caller's transaction, no savepoint round trips
 def usage_release(*, reservation: Reservation) -> None:
     """Give back a reservation whose action did not happen (the provider refused): nothing is counted."""
+    if reservation.bucket_ids:
+        _lock_bucket_ids(reservation.bucket_ids)
     UsageBucket.objects.filter(reservation.where()).update(
         actions=F("actions") - 1, spend=F("spend") - reservation.spend
     )
 
 
+@transaction.atomic(savepoint=False)
 def usage_commit(
     *,
     reservation: Reservation,
@@ -218,6 +291,8 @@ def usage_commit(
 ) -> None:
     """Record a completed action; re-price the reservation when the real cost differs from the estimate."""
     if cost is not None and cost != reservation.spend:
+        if reservation.bucket_ids:
+            _lock_bucket_ids(reservation.bucket_ids)
         UsageBucket.objects.filter(reservation.where()).update(spend=F("spend") + (cost - reservation.spend))
     UsageRecord.objects.create(
         agent=agent,
@@ -242,7 +317,8 @@ def usage_cost_adjust(*, agent: Agent, reference: str, cost: Decimal, at: dateti
             keys |= Q(scope=Scope.AGENT, scope_id=agent.pk, window=window, window_start=window_start(window, at))
             keys |= Q(scope=Scope.ORG, scope_id=agent.organization_id, window=window,
                       window_start=window_start(window, at))
-        UsageBucket.objects.filter(keys).update(spend=F("spend") + delta)
+        ids = list(UsageBucket.objects.select_for_update().filter(keys).order_by("pk").values_list("pk", flat=True))
+        UsageBucket.objects.filter(pk__in=ids).update(spend=F("spend") + delta)
 
 
 # --- limits ----------------------------------------------------------------------------------------
