@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 from django.conf import settings
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -153,6 +154,39 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+class _ResponseGuard:
+    """A client that posts a notification and at once ends its session (DELETE) can close the session's
+    stream between the SDK's 202 and its hand-over of the message; the SDK then tries to answer 500 on
+    the finished response and raises, which the server reports as a crashed application. The client
+    already has its 202: whatever follows a finished response is dropped, and so is that error."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.finished = False
+
+    async def __call__(self, message: Message) -> None:
+        if self.finished:
+            return
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+        await self._send(message)
+
+
+class _LateNotificationFilter(logging.Filter):
+    """The SDK logs the race above as an error with a traceback; it is a client that left, not a fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == "Error handling POST request" and record.exc_info:
+            error = record.exc_info[1]
+            if isinstance(error, anyio.ClosedResourceError | anyio.BrokenResourceError):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("mcp.server.streamable_http").addFilter(_LateNotificationFilter())
+
+
 class McpGate:
     """The ASGI app behind every MCP path: checks, then the SDK transport."""
 
@@ -170,6 +204,15 @@ class McpGate:
         self.http_pins.pop(session_id, None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = _ResponseGuard(send)
+        try:
+            await self._dispatch(scope, receive, guard)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            if not guard.finished:
+                raise
+            logger.debug("MCP session closed while its last request finished", exc_info=True)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         if not host_allowed(headers.get("host"), headers.get("origin")):
             await send_error(send, ApiError(403, "forbidden", "This Host or Origin may not use the MCP endpoints."))

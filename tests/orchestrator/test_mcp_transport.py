@@ -326,3 +326,44 @@ async def test_it_stops_a_live_session_whose_token_was_revoked(
             await stream.aclose()
     assert refused.status_code == 401
     assert refused.json()["code"] == "invalid_token"
+
+
+async def test_it_ignores_a_session_closing_after_its_last_response_was_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that posts `initialized` and at once deletes its session: the SDK fails to hand the
+    message over after answering 202 and tries to answer again. The client has its answer; the gate
+    neither sends a second response nor reports a crash."""
+    import anyio
+
+    from orchestrator.mcp_transport import McpGate
+
+    async def answered_then_closed(self: McpGate, scope: dict, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 202, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+        await send({"type": "http.response.start", "status": 500, "headers": []})  # type: ignore[operator]
+        raise anyio.ClosedResourceError
+
+    monkeypatch.setattr(McpGate, "_dispatch", answered_then_closed)
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await McpGate()({"type": "http", "path": "/mcp"}, None, send)
+    assert [message.get("status") for message in sent if message["type"] == "http.response.start"] == [202]
+
+
+async def test_it_still_reports_a_closed_stream_before_any_response(monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+
+    from orchestrator.mcp_transport import McpGate
+
+    async def closed_early(self: McpGate, scope: dict, receive: object, send: object) -> None:
+        raise anyio.ClosedResourceError
+
+    monkeypatch.setattr(McpGate, "_dispatch", closed_early)
+
+    async def send(message: dict) -> None:
+        pass
+
+    with pytest.raises(anyio.ClosedResourceError):
+        await McpGate()({"type": "http", "path": "/mcp"}, None, send)
