@@ -340,6 +340,11 @@ class McpGate:
                     app=get_server(),
                     security_settings=sdk_security_settings(),
                     max_request_body_size=MAX_BODY_BYTES,
+                    # A POST's answer is one JSON body, not an SSE stream of its own (both are in the
+                    # spec; clients must accept either). Per-request streams cost about half the server
+                    # CPU of a tool call. Nothing is lost: what the server starts on its own (inbound
+                    # messages, sampling) travels on the session's GET stream, never on a request's.
+                    json_response=True,
                 )
                 started = asyncio.Event()
                 stop = asyncio.Event()
