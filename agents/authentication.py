@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
@@ -10,7 +11,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from agents.principals import Principal
-from agents.selectors import auth_throttle_retry_after, principal_from_token
+from agents.selectors import auth_throttle_retry_after, principal_and_agent_from_token, request_agent_remember
 from agents.services import auth_failure_record
 from orchestrator import metrics
 from orchestrator.errors import ApiError
@@ -37,9 +38,34 @@ def bearer_from_header(value: str | None) -> str | None:
     return credentials.strip()
 
 
-def authenticate_token(token: str | None, *, client_address: str) -> Principal:
-    """Turn a presented token into a principal, or raise 401/429 and count the failure."""
+# Addresses this process found not throttled, each until a monotonic deadline. Skips the throttle read on
+# the success path. A failure counted by this process drops its address at once; failures counted by other
+# processes are noticed within NOT_THROTTLED_SECONDS (README, "Decisions").
+NOT_THROTTLED_SECONDS = 1.0
+_NOT_THROTTLED_MAX = 10_000
+_not_throttled_until: dict[str, float] = {}
+
+
+def _throttle_retry_after(client_address: str) -> int | None:
+    now = time.monotonic()
+    if _not_throttled_until.get(client_address, 0.0) > now:
+        return None
     retry_after = auth_throttle_retry_after(client_address)
+    if retry_after is None:
+        if len(_not_throttled_until) >= _NOT_THROTTLED_MAX:
+            _not_throttled_until.clear()
+        _not_throttled_until[client_address] = now + NOT_THROTTLED_SECONDS
+    return retry_after
+
+
+def authenticate_token(token: str | None, *, client_address: str, for_this_request: bool = False) -> Principal:
+    """Turn a presented token into a principal, or raise 401/429 and count the failure.
+
+    `for_this_request`: the principal lives only for the current request (DRF), so the agent read with the
+    token may be handed to the request's agent lookup (see request_agent_remember). MCP sessions keep
+    their principal across requests and must not.
+    """
+    retry_after = _throttle_retry_after(client_address)
     if retry_after is not None:
         raise ApiError(
             429, "too_many_auth_failures", "Too many failed authentication attempts.", retry_after=retry_after
@@ -47,15 +73,18 @@ def authenticate_token(token: str | None, *, client_address: str) -> Principal:
     if not token:
         _count_failure(client_address)
         raise ApiError(401, "missing_token", "Send Authorization: Bearer <token>.")
-    principal = principal_from_token(token)
+    principal, agent = principal_and_agent_from_token(token)
     if principal is None:
         _count_failure(client_address)
         raise ApiError(401, "invalid_token", "The token is not valid or has been revoked.")
+    if for_this_request and agent is not None:
+        request_agent_remember(principal, agent)
     return principal
 
 
 def _count_failure(client_address: str) -> None:
     metrics.AUTH_FAILURES.inc()
+    _not_throttled_until.pop(client_address, None)
     auth_failure_record(client_address=client_address)
 
 
@@ -64,7 +93,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         meta = request.META
         token = bearer_from_header(meta.get("HTTP_AUTHORIZATION"))
         address = client_address_from(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
-        principal = authenticate_token(token, client_address=address)
+        principal = authenticate_token(token, client_address=address, for_this_request=True)
         return principal, principal
 
     def authenticate_header(self, request: Request) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,36 +24,65 @@ def principal_from_token(raw_token: str) -> Principal | None:
 
     The one selector behind DRF, MCP and the admin API.
     """
+    return principal_and_agent_from_token(raw_token)[0]
+
+
+def principal_and_agent_from_token(raw_token: str) -> tuple[Principal | None, Agent | None]:
+    """principal_from_token, plus the agent of an agent token (with its organization and limits), read by
+    the same query — so the request that authenticated can act on it without reading it again."""
     token = raw_token.strip()
     if not token:
-        return None
+        return None, None
     orchestrator_token = settings.ORCHESTRATOR_TOKEN
     if orchestrator_token and hmac.compare_digest(token.encode(), orchestrator_token.encode()):
-        return Principal(role=Role.SUPER_ADMIN)
+        return Principal(role=Role.SUPER_ADMIN), None
     digest = token_digest(token)
     if token.startswith(AGENT_TOKEN_PREFIX):
         agent_token = (
-            AgentToken.objects.select_related("agent")
+            AgentToken.objects.select_related("agent__organization", "agent__limits")
             .filter(digest=digest, revoked_at__isnull=True)
             .exclude(agent__status=AgentStatus.DEPROVISIONED)
             .first()
         )
         if agent_token is None or not hmac.compare_digest(agent_token.digest, digest):
-            return None
+            return None, None
         _touch_last_used(AgentToken, agent_token.pk, agent_token.last_used_at)
-        return Principal(
+        principal = Principal(
             role=Role.AGENT,
             org_id=agent_token.agent.organization_id,
             agent_id=agent_token.agent_id,
             token_id=agent_token.pk,
         )
+        return principal, agent_token.agent
     if token.startswith(ORG_TOKEN_PREFIX):
         org_token = OrgToken.objects.filter(digest=digest, revoked_at__isnull=True).first()
         if org_token is None or not hmac.compare_digest(org_token.digest, digest):
-            return None
+            return None, None
         _touch_last_used(OrgToken, org_token.pk, org_token.last_used_at)
-        return Principal(role=Role.ORG_ADMIN, org_id=org_token.organization_id, token_id=org_token.pk)
-    return None
+        return Principal(role=Role.ORG_ADMIN, org_id=org_token.organization_id, token_id=org_token.pk), None
+    return None, None
+
+
+# The agent read while authenticating the current request, for that request's own principal object only.
+# Per thread (a request runs on one worker thread), matched by identity (a principal pinned to an MCP
+# session is another object, so it never sees an agent read for someone else's request), and taken at
+# most once, so a second lookup in the same request reads the database again.
+_request_agent = threading.local()
+
+
+def request_agent_remember(principal: Principal, agent: Agent) -> None:
+    """Hand the agent read during authentication to this request's first agent_get_for_principal."""
+    _request_agent.entry = (principal, agent)
+
+
+def _request_agent_take(principal: Principal, agent_id: str) -> Agent | None:
+    entry: tuple[Principal, Agent] | None = getattr(_request_agent, "entry", None)
+    if entry is None:
+        return None
+    _request_agent.entry = None
+    if entry[0] is not principal or entry[1].pk != agent_id:
+        return None
+    return entry[1]
 
 
 def _touch_last_used(model: type[AgentToken] | type[OrgToken], pk: int, last_used_at: object) -> None:
@@ -80,7 +110,10 @@ def agent_get_for_principal(principal: Principal, agent_id: str, *, allow_deprov
     """The agent, if this caller may act on it; 403 for another agent's token, 404 otherwise."""
     if principal.role is Role.AGENT and agent_id != principal.agent_id:
         raise ApiError(403, "forbidden", "An agent token acts only on its own agent.", field="agentId")
-    agent = agents_visible_to(principal).filter(pk=agent_id).first()
+    agent = _request_agent_take(principal, agent_id)
+    if agent is None:
+        # limits too: the send path needs them, and the join is cheaper than a second query.
+        agent = agents_visible_to(principal).select_related("limits").filter(pk=agent_id).first()
     if agent is None:
         raise ApiError(404, "agent_not_found", f"No agent {agent_id!r} in your organization.", field="agentId")
     if agent.status == AgentStatus.DEPROVISIONED and not allow_deprovisioned:

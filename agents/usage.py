@@ -206,6 +206,27 @@ def _create_buckets(specs: list[BucketSpec]) -> None:
     )
 
 
+def _covering(specs: list[BucketSpec]) -> Q:
+    """A filter matching at least the rows of `specs`: one IN-list term per scope instead of one
+    four-field term per row, which is several times cheaper for the ORM to build and compile.
+
+    It also matches a few earlier rows of the same scopes (e.g. the minute row at the start of this
+    hour); callers pick their rows out by key, and locking those extra rows is harmless because every
+    reservation of the same agent (or organization) locks this window's rows anyway.
+    """
+    by_scope: dict[str, tuple[set[str], set[str], set[datetime]]] = {}
+    for spec in specs:
+        ids, windows, starts = by_scope.setdefault(spec.scope, (set(), set(), set()))
+        ids.add(spec.scope_id)
+        windows.add(spec.window)
+        starts.add(spec.start)
+    covering = Q()
+    for scope, (ids, windows, starts) in by_scope.items():
+        covering |= Q(scope=scope, scope_id__in=sorted(ids), window__in=sorted(windows),
+                      window_start__in=sorted(starts))
+    return covering
+
+
 def _lock_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, datetime], _BucketRow]:
     """Lock and read the counter rows of `specs` in one query, in primary-key order.
 
@@ -213,19 +234,18 @@ def _lock_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, datetime
     rows in primary-key order, so concurrent ones queue instead of deadlocking. PostgreSQL takes the
     row locks (FOR UPDATE); SQLite already holds the database write lock (BEGIN IMMEDIATE).
     """
-    keys = Q()
-    for spec in specs:
-        keys |= spec.key()
     rows = (
         UsageBucket.objects.select_for_update()
-        .filter(keys)
+        .filter(_covering(specs))
         .order_by("pk")
         .values_list("pk", "scope", "scope_id", "window", "window_start", "actions", "spend")
     )
-    return {
+    wanted = {spec.ident for spec in specs}
+    found = {
         (scope, scope_id, window, start): _BucketRow(pk, actions, spend)
         for pk, scope, scope_id, window, start, actions, spend in rows
     }
+    return {ident: row for ident, row in found.items() if ident in wanted}
 
 
 def _lock_bucket_ids(ids: tuple[int, ...] | list[int]) -> None:

@@ -242,9 +242,88 @@ def test_limit_checks_touch_a_fixed_number_of_rows_however_long_the_history(demo
     row, token = agent
     for _ in range(30):
         send(token)
-    # Auth, agent, limits, opt-out, 6 bucket UPDATEs, message insert/update, usage record, transactions.
-    with django_assert_max_num_queries(22):
+    # Token (with agent and limits), opt-out, sender, bucket lock + one UPDATE, message insert/update, usage
+    # record, two transactions.
+    with django_assert_max_num_queries(13):
         assert send(token)[0] == 200
+
+
+def reserve(row, cost: str = "0.01"):
+    limits = AgentLimits.objects.get(agent=row)
+    with transaction.atomic():
+        return usage_reserve(agent=row, limits=limits, organization=row.organization, cost=Decimal(cost))
+
+
+@pytest.mark.django_db
+def test_it_reports_the_first_limit_in_order_when_several_refuse(agent):
+    row, _ = agent
+    reserve(row)
+    set_limits(row, max_actions_per_hour=1, max_actions_per_day=1, max_spend_per_month=Decimal("0"))
+    with pytest.raises(ApiError) as refusal:
+        reserve(row)
+    assert (refusal.value.code, refusal.value.extra["limitType"]) == ("rate_limited", "per_hour")
+    set_limits(row, max_actions_per_hour=100)
+    with pytest.raises(ApiError) as refusal:
+        reserve(row)
+    assert (refusal.value.code, refusal.value.extra["limitType"]) == ("rate_limited", "per_day")
+    set_limits(row, max_actions_per_day=100)
+    with pytest.raises(ApiError) as refusal:
+        reserve(row)
+    assert (refusal.value.code, refusal.value.extra["limitType"]) == ("spend_limit_reached", "spend_month")
+
+
+@pytest.mark.django_db
+def test_it_allows_spend_up_to_the_cap_exactly(agent):
+    row, _ = agent
+    set_limits(row, max_spend_per_day=Decimal("0.03"))
+    for _ in range(3):
+        reserve(row)
+    with pytest.raises(ApiError) as refusal:
+        reserve(row)
+    assert refusal.value.extra["limitType"] == "spend_day"
+    day = UsageBucket.objects.get(scope="agent", scope_id=row.pk, window="day")
+    assert (day.actions, day.spend) == (3, Decimal("0.03"))
+
+
+@pytest.mark.django_db
+def test_it_bumps_every_window_and_only_this_windows_rows(agent):
+    row, _ = agent
+    now = datetime(2026, 11, 28, 10, 0, 30, tzinfo=UTC)
+    limits = AgentLimits.objects.get(agent=row)
+    with transaction.atomic():  # a minute earlier: its minute row starts at a window start of this hour
+        usage_reserve(agent=row, limits=limits, organization=row.organization, cost=Decimal("1"),
+                      now=now - timedelta(minutes=1))
+    with transaction.atomic():
+        reservation = usage_reserve(agent=row, limits=limits, organization=row.organization, cost=Decimal("1"),
+                                    now=now)
+    counts = {(b.scope, b.window, b.window_start.minute, b.window_start.hour): b.actions
+              for b in UsageBucket.objects.all()}
+    assert counts == {
+        ("agent", "minute", 59, 9): 1, ("agent", "minute", 0, 10): 1, ("agent", "hour", 0, 9): 1,
+        ("agent", "hour", 0, 10): 1, ("agent", "day", 0, 0): 2, ("agent", "month", 0, 0): 2,
+        ("org", "day", 0, 0): 2, ("org", "month", 0, 0): 2,
+    }
+    assert len(reservation.bucket_ids) == 6
+
+
+@pytest.mark.django_db
+def test_it_recreates_counter_rows_this_process_believed_to_exist(agent):
+    row, _ = agent
+    reserve(row)
+    UsageBucket.objects.all().delete()
+    reserve(row)
+    assert UsageBucket.objects.count() == 6
+    assert all(bucket.actions == 1 for bucket in UsageBucket.objects.all())
+
+
+@pytest.mark.django_db
+def test_a_refused_send_gives_back_the_reservation_on_every_window(demo, agent):
+    from agents.usage import usage_release
+
+    row, _ = agent
+    reservation = reserve(row)
+    usage_release(reservation=reservation)
+    assert all((b.actions, b.spend) == (0, Decimal("0")) for b in UsageBucket.objects.all())
 
 
 # --- 6: WhatsApp window -------------------------------------------------------------------------------
