@@ -150,6 +150,77 @@ async def notification_latency(
     return latencies, after_answer
 
 
+async def raw_notification_latency(
+    server: Any, token: str, requests: list[tuple[str, bytes, dict[str, str]]], senders: int
+) -> tuple[list[float], list[float]]:
+    """As notification_latency, with raw sockets for the SSE stream and the webhook POSTs (keep-alive),
+    so that the figure is the server's: the SDK client's own parsing and validation of each
+    notification, on the same two cores, is not in it."""
+    from bench.mcp_idle_sessions import INITIALIZE, INITIALIZED, open_session, post
+
+    reader, writer, endpoint = await open_session(server.port, token)
+    await post(server.port, endpoint, INITIALIZE)
+    while not (await reader.readline()).startswith(b"data: {"):
+        pass
+    await post(server.port, endpoint, INITIALIZED)
+    await asyncio.sleep(0.5)
+
+    sent_at: dict[str, float] = {}
+    answered_at: dict[str, float] = {}
+    arrived_at: dict[str, float] = {}
+    all_arrived = asyncio.Event()
+
+    async def listen() -> None:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            if line.startswith(b"data: {") and b"comms.inbound" in line:
+                now = time.perf_counter()
+                marker = line.index(b'"externalId":"') + len(b'"externalId":"')
+                sid = line[marker : line.index(b'"', marker)].decode()
+                if sid in sent_at:
+                    arrived_at[sid] = now
+                    if len(arrived_at) == len(requests):
+                        all_arrived.set()
+
+    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
+    for item in requests:
+        queue.put_nowait(item)
+
+    async def sender() -> None:
+        post_reader, post_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        while not queue.empty():
+            sid, body, headers = queue.get_nowait()
+            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            sent_at[sid] = time.perf_counter()
+            post_writer.write(
+                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            )
+            status = await post_reader.readline()
+            length = 0
+            while (line := await post_reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await post_reader.readexactly(length)
+            answered_at[sid] = time.perf_counter()
+            if b" 200 " not in status:
+                raise RuntimeError(f"webhook answered {status!r}")
+            if senders == 1:
+                await asyncio.sleep(0.005)
+        post_writer.close()
+
+    listener = asyncio.create_task(listen())
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    await asyncio.wait_for(all_arrived.wait(), timeout=30)
+    listener.cancel()
+    writer.close()
+    latencies = [arrived_at[sid] - sent_at[sid] for sid in arrived_at]
+    after_answer = [arrived_at[sid] - answered_at[sid] for sid in arrived_at]
+    return latencies, after_answer
+
+
 def report_throughput(server: Any, load: list[tuple[str, bytes, dict[str, str]]], args: argparse.Namespace) -> None:
     result = asyncio.run(throughput(server, load, args.senders))
     print(
@@ -169,6 +240,8 @@ def main() -> None:
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--database-url", default="", help="default: a throw-away SQLite file")
     parser.add_argument("--skip-throughput", action="store_true", help="only the notification latency runs")
+    parser.add_argument("--skip-latency", action="store_true", help="only the throughput run")
+    parser.add_argument("--profile", default=None, help="sample the server with py-spy into this file (raw)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="comms-bench-inbound-")
@@ -185,14 +258,22 @@ def main() -> None:
     load = signed_requests(args.count, settings.PUBLIC_BASE_URL, "load")
     one = signed_requests(args.latency_count, settings.PUBLIC_BASE_URL, "one")
     many = signed_requests(args.latency_count, settings.PUBLIC_BASE_URL, "many")
+    raw_one = signed_requests(args.latency_count, settings.PUBLIC_BASE_URL, "raw-one")
+    raw_many = signed_requests(args.latency_count, settings.PUBLIC_BASE_URL, "raw-many")
 
-    with server_process(env, server=args.server) as server:
+    with server_process(env, server=args.server, profile_to=args.profile) as server:
         asyncio.run(throughput(server, warmup, args.senders))
         if not args.skip_throughput:
             report_throughput(server, load, args)
-        for label, batch, senders in (("1 sender", one, 1), (f"{args.senders} senders", many, args.senders)):
+        latency_runs = [] if args.skip_latency else [("1 sender", one, 1), (f"{args.senders} senders", many, args.senders)]
+        for label, batch, senders in latency_runs:
             total, after_answer = asyncio.run(notification_latency(server, token, batch, senders))
             print(f"webhook sent → MCP notification, {label}: {summary_ms(total)}")
+            print(f"  of which after the webhook's 200 arrived: p50 {statistics.median(after_answer) * 1000:.2f} ms")
+        raw_runs = [] if args.skip_latency else [("1 sender", raw_one, 1), (f"{args.senders} senders", raw_many, args.senders)]
+        for label, batch, senders in raw_runs:
+            total, after_answer = asyncio.run(raw_notification_latency(server, token, batch, senders))
+            print(f"webhook sent → comms.inbound event, raw socket client, {label}: {summary_ms(total)}")
             print(f"  of which after the webhook's 200 arrived: p50 {statistics.median(after_answer) * 1000:.2f} ms")
 
 

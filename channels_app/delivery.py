@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -410,6 +410,81 @@ def register_connect_listener() -> None:
     add_connect_listener(push_waiting_on_connect)
 
 
+# --- routing at store time ------------------------------------------------------------------------
+
+# What delivery_route decides, besides VIA_WAIT and VIA_MCP:
+ROUTE_FULL = "full"  # deliver_message after the commit: another process may hold the session, or a callback is due
+ROUTE_NONE = "none"  # nobody to deliver to now: the row waits for waiting-messages or the agent's next connect
+
+
+def delivery_route(*, agent_id: str, channel: str, callback_url: str) -> str:
+    """How an event about to be stored will reach its agent, decided before its transaction starts.
+
+    Deciding up front is what makes the common cases cheap: a message for an agent whose session lives
+    in this process is inserted already claimed for the push (VIA_MCP), so after the commit the
+    notification goes out with no further query; one for an agent nobody can reach now needs no
+    delivery work at all. Only the cases that must ask the database or another process (ROUTE_FULL)
+    take the general path. The checks here are in-process reads (the waiter count is a cache read,
+    Redis when several processes run), so nothing waits on them inside the transaction.
+    """
+    from orchestrator.agent_registry import local_session
+
+    if waiter_pending(agent_id, channel):
+        return VIA_WAIT
+    if local_session(agent_id) is not None:
+        return VIA_MCP
+    if settings.REDIS_URL or callback_url:
+        return ROUTE_FULL
+    return ROUTE_NONE
+
+
+def claim_at_birth(route: str) -> dict[str, Any]:
+    """Fields that insert the row already claimed for the push, when that is its route.
+
+    The same lease as message_claim: if this process dies before the push, the lease expires and
+    the row is free again for the worker, a waiter or the next connect (never lost).
+    """
+    if route != VIA_MCP:
+        return {}
+    return {"delivered_via": VIA_MCP, "next_callback_at": timezone.now() + timedelta(seconds=LEASE_SECONDS)}
+
+
+def deliver_stored(message: Message, route: str) -> None:
+    """Hand a just-committed event to its route (use with transaction.on_commit, after delivery_route).
+
+    `message` is the instance that was inserted: nothing is read back.
+    """
+    from orchestrator.agent_registry import local_session
+
+    agent_id = message.agent_id
+    if route == VIA_WAIT:
+        # The waiter takes it with its next poll; wake it now if it lives in this process.
+        _wake_local_waiters(agent_id)
+        return
+    if route == ROUTE_NONE:
+        if local_session(agent_id) is None:
+            # A session registered after this check runs its connect listener after our commit, and
+            # that listener pushes every free row: this one included.
+            return
+        # The agent connected between the route decision and the commit: take the general path.
+        route = ROUTE_FULL
+    message_id = message.pk
+    if route == VIA_MCP:
+        _run_delivery(lambda: _push_born_claimed(message), message_id)
+    else:
+        _run_delivery(lambda: _deliver_logged(message_id), message_id)
+
+
+async def _push_born_claimed(message: Message) -> None:
+    try:
+        if await _push_claimed(message):
+            return
+        # The session went away between the insert and now; the row is free again (released).
+        await deliver_message(message.pk)
+    except Exception:
+        logger.exception("Delivering %s failed", message.pk)
+
+
 # --- scheduling after commit ----------------------------------------------------------------------
 
 _tasks: set[asyncio.Task[Any]] = set()
@@ -438,16 +513,20 @@ def _loop_outside_the_server() -> asyncio.AbstractEventLoop:
 
 
 def schedule_delivery(message_id: str) -> None:
-    """Start delivering `message_id` without holding up the webhook's 200 (use with transaction.on_commit).
+    """Start delivering `message_id` by the general path without holding up the caller.
 
-    Under the ASGI server the delivery runs as a task on the server's event loop, where the MCP
-    sessions live. Elsewhere (management commands, Django's test client) it runs on a background loop
-    and the caller waits for it, so a command that stores a message has delivered it when it returns.
+    Stored events go through delivery_route/deliver_stored instead, which skip this path when they can.
     """
+    _run_delivery(lambda: _deliver_logged(message_id), message_id)
 
-    def start() -> Any:
-        return _deliver_logged(message_id)
 
+def _run_delivery(start: Callable[[], Coroutine[Any, Any, None]], message_id: str) -> None:
+    """Run a delivery coroutine without holding up the webhook's 200.
+
+    Under the ASGI server it runs as a task on the server's event loop, where the MCP sessions live.
+    Elsewhere (management commands, Django's test client) it runs on a background loop and the caller
+    waits for it, so a command that stores a message has delivered it when it returns.
+    """
     try:
         loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
@@ -460,18 +539,18 @@ def schedule_delivery(message_id: str) -> None:
         # A fresh context: the request's ThreadSensitiveContext must not leak into a task that outlives it.
         main_loop.call_soon_threadsafe(_spawn, start, context=contextvars.Context())
         return
-    future = asyncio.run_coroutine_threadsafe(_deliver_outside_the_server(message_id), _loop_outside_the_server())
+    future = asyncio.run_coroutine_threadsafe(_outside_the_server(start), _loop_outside_the_server())
     try:
         future.result(timeout=FALLBACK_WAIT_SECONDS)
     except TimeoutError:
         logger.warning("Delivery of %s still running after %d s; continuing", message_id, FALLBACK_WAIT_SECONDS)
 
 
-async def _deliver_outside_the_server(message_id: str) -> None:
+async def _outside_the_server(start: Callable[[], Coroutine[Any, Any, None]]) -> None:
     from orchestrator import agent_registry
 
     try:
-        await _deliver_logged(message_id)
+        await start()
     finally:
         # The registry keeps a channel-layer listener per event loop. Outside a server that listener
         # would outlive the delivery and compete with a server loop of the same process (tests) for

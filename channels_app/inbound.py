@@ -8,7 +8,8 @@ delivery for after the commit, so the provider gets its 200 without waiting for 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
 from typing import Any
@@ -47,30 +48,56 @@ def agent_accepts(agent: Agent | None, channel: str) -> bool:
     return agent is not None and agent.status == AgentStatus.ACTIVE and not agent.is_channel_blocked(channel)
 
 
-def _first_time(provider: str, event_id: str) -> bool:
-    """Record the provider's event id; False when it was recorded before (a redelivery).
+class _Redelivery(Exception):
+    """The provider's event id was recorded before: the transaction it was raised in is rolled back."""
 
-    Must run inside the caller's transaction: the row and the message commit together, and a
-    concurrent duplicate waits on the unique index until the first one commits (then counts as a
-    repeat) or rolls back (then it is the first).
+
+@contextmanager
+def _once(provider: str, event_id: str) -> Iterator[None]:
+    """A transaction that records the provider's event id first; raises _Redelivery on a repeat.
+
+    The id is the transaction's first write, so a repeat can roll the whole transaction back instead
+    of needing a savepoint around the insert (two statements and a nested atomic per webhook). The
+    row and whatever the block stores commit together, and a concurrent duplicate waits on the unique
+    index until the first one commits (then it is a repeat) or rolls back (then it is the first).
     """
-    if not event_id:
-        return True
+    recorded = False
     try:
-        with transaction.atomic():  # a savepoint, so a duplicate leaves the outer transaction usable
-            WebhookEvent.objects.create(provider=provider, event_id=event_id[:200])
-    except IntegrityError:
-        return False
-    return True
+        with transaction.atomic():
+            if event_id:
+                WebhookEvent.objects.create(provider=provider, event_id=event_id[:200])
+            recorded = True
+            yield
+    except IntegrityError as exc:
+        if recorded:
+            raise  # not the event id: a real error of the block
+        raise _Redelivery from exc
 
 
-def _store(*, direction: str = Direction.INBOUND, status: str = MessageStatus.RECEIVED, **fields: Any) -> Message:
-    message = Message.objects.create(direction=direction, status=status, **fields)
-    if direction == Direction.INBOUND:
+def _new_message(
+    *, agent: Agent, route: str, direction: str = Direction.INBOUND, status: str = MessageStatus.RECEIVED, **fields: Any
+) -> Message:
+    """The unsaved row, built before the transaction so that the write transaction (on SQLite, the
+    database's one write lock) holds only the inserts."""
+    return Message(agent=agent, direction=direction, status=status, **delivery.claim_at_birth(route), **fields)
+
+
+def _insert(message: Message, route: str) -> Message:
+    """Insert inside the caller's transaction; delivery starts after the commit, from the instance in hand."""
+    message.save(force_insert=True)
+    if message.direction == Direction.INBOUND:
         metrics.MESSAGES_RECEIVED.labels(channel=message.channel).inc()
-    message_id = message.id
-    transaction.on_commit(lambda: delivery.schedule_delivery(message_id))
+    transaction.on_commit(lambda: delivery.deliver_stored(message, route))
     return message
+
+
+def _route(agent: Agent, channel: str) -> str:
+    return delivery.delivery_route(agent_id=agent.pk, channel=channel, callback_url=agent.callback_url)
+
+
+def _store(*, agent: Agent, direction: str = Direction.INBOUND, status: str = MessageStatus.RECEIVED, **fields: Any) -> Message:
+    route = _route(agent, fields["channel"])
+    return _insert(_new_message(agent=agent, route=route, direction=direction, status=status, **fields), route)
 
 
 # --- Twilio SMS and WhatsApp ----------------------------------------------------------------------
@@ -117,23 +144,27 @@ def twilio_message_receive(
     event_id = params.get("MessageSid") or params.get("SmsSid") or idempotency_token
     sender = _strip_whatsapp(params.get("From", ""))
     body = params.get("Body", "")
-    with transaction.atomic():
-        if not _first_time("twilio", event_id):
-            return InboundOutcome(duplicate=True)
-        reply = _keyword_reply(agent, channel, sender, body)
-        # Storing the inbound WhatsApp message is what opens the 24-hour window for this contact
-        # (channels_app.selectors.contact_last_inbound_at).
-        message = _store(
-            agent=agent,
-            organization_id=agent.organization_id,
-            channel=channel,
-            from_address=sender,
-            to_address=_strip_whatsapp(params.get("To", "")),
-            body=body,
-            media_urls=twilio_media_urls(params),
-            provider="twilio",
-            external_id=event_id,
-        )
+    route = _route(agent, channel)
+    # Storing the inbound WhatsApp message is what opens the 24-hour window for this contact
+    # (channels_app.selectors.contact_last_inbound_at).
+    message = _new_message(
+        agent=agent,
+        route=route,
+        organization_id=agent.organization_id,
+        channel=channel,
+        from_address=sender,
+        to_address=_strip_whatsapp(params.get("To", "")),
+        body=body,
+        media_urls=twilio_media_urls(params),
+        provider="twilio",
+        external_id=event_id,
+    )
+    try:
+        with _once("twilio", event_id):
+            reply = _keyword_reply(agent, channel, sender, body)
+            _insert(message, route)
+    except _Redelivery:
+        return InboundOutcome(duplicate=True)
     return InboundOutcome(message_id=message.id, reply=reply)
 
 
@@ -250,22 +281,26 @@ def email_received(*, agent: Agent, event_id: str, payload: Mapping[str, Any]) -
     recipients = _addresses(data.get("to"))
     own = {address.address.lower() for address in agent.addresses.filter(kind="email", released_at__isnull=True)}
     to_address = next((r for r in recipients if r.lower() in own), recipients[0] if recipients else "")
-    with transaction.atomic():
-        if not _first_time("resend", event_id):
-            return InboundOutcome(duplicate=True)
-        message = _store(
-            agent=agent,
-            organization_id=agent.organization_id,
-            channel=Channel.EMAIL,
-            from_address=parseaddr(str(data.get("from") or ""))[1],
-            to_address=to_address,
-            subject=str(data.get("subject") or "")[:998],
-            body=text if text is not None else "",
-            html=html,
-            media_urls=[],
-            provider="resend",
-            external_id=email_id,
-        )
+    route = _route(agent, Channel.EMAIL)
+    message = _new_message(
+        agent=agent,
+        route=route,
+        organization_id=agent.organization_id,
+        channel=Channel.EMAIL,
+        from_address=parseaddr(str(data.get("from") or ""))[1],
+        to_address=to_address,
+        subject=str(data.get("subject") or "")[:998],
+        body=text if text is not None else "",
+        html=html,
+        media_urls=[],
+        provider="resend",
+        external_id=email_id,
+    )
+    try:
+        with _once("resend", event_id):
+            _insert(message, route)
+    except _Redelivery:
+        return InboundOutcome(duplicate=True)
     return InboundOutcome(message_id=message.id)
 
 
@@ -295,6 +330,33 @@ def _line_source(event: Mapping[str, Any]) -> str:
     return str(source.get("userId") or source.get("groupId") or source.get("roomId") or "")
 
 
+def _line_event_apply(agent: Agent, event: Mapping[str, Any], *, destination: str, event_id: str) -> InboundOutcome:
+    kind = event.get("type")
+    contact = _line_source(event)
+    if kind == "message" and isinstance(event.get("message"), Mapping):
+        # mode "standby": another module owns the chat, so we must not reply (and we never use
+        # the replyToken); the agent still sees the message.
+        body, media = _line_text(event["message"])
+        message = _store(
+            agent=agent,
+            organization_id=agent.organization_id,
+            channel=Channel.LINE,
+            from_address=contact,
+            to_address=destination or agent.id,
+            body=body,
+            media_urls=media,
+            provider="line",
+            external_id=str(event["message"].get("id") or event_id),
+        )
+        return InboundOutcome(message_id=message.id)
+    if kind == "unfollow" and contact:
+        # The user blocked the account: pushes to them would fail, so treat it as an opt-out.
+        OptOut.objects.get_or_create(agent=agent, channel=Channel.LINE, contact=contact, defaults={"keyword": "unfollow"})
+    elif kind == "follow" and contact:
+        OptOut.objects.filter(agent=agent, channel=Channel.LINE, contact=contact).delete()
+    return InboundOutcome()
+
+
 def line_events_receive(*, agent: Agent, payload: Mapping[str, Any]) -> list[InboundOutcome]:
     """Store LINE message events and apply follow/unfollow; other event types are acknowledged only."""
     outcomes: list[InboundOutcome] = []
@@ -303,37 +365,9 @@ def line_events_receive(*, agent: Agent, payload: Mapping[str, Any]) -> list[Inb
         if not isinstance(event, Mapping):
             continue
         event_id = str(event.get("webhookEventId") or "")
-        kind = event.get("type")
-        contact = _line_source(event)
-        with transaction.atomic():
-            if not _first_time("line", event_id):
-                outcomes.append(InboundOutcome(duplicate=True))
-                continue
-            if kind == "message" and isinstance(event.get("message"), Mapping):
-                # mode "standby": another module owns the chat, so we must not reply (and we never use
-                # the replyToken); the agent still sees the message.
-                body, media = _line_text(event["message"])
-                message = _store(
-                    agent=agent,
-                    organization_id=agent.organization_id,
-                    channel=Channel.LINE,
-                    from_address=contact,
-                    to_address=destination or agent.id,
-                    body=body,
-                    media_urls=media,
-                    provider="line",
-                    external_id=str(event["message"].get("id") or event_id),
-                )
-                outcomes.append(InboundOutcome(message_id=message.id))
-            elif kind == "unfollow" and contact:
-                # The user blocked the account: pushes to them would fail, so treat it as an opt-out.
-                OptOut.objects.get_or_create(
-                    agent=agent, channel=Channel.LINE, contact=contact, defaults={"keyword": "unfollow"}
-                )
-                outcomes.append(InboundOutcome())
-            elif kind == "follow" and contact:
-                OptOut.objects.filter(agent=agent, channel=Channel.LINE, contact=contact).delete()
-                outcomes.append(InboundOutcome())
-            else:
-                outcomes.append(InboundOutcome())
+        try:
+            with _once("line", event_id):
+                outcomes.append(_line_event_apply(agent, event, destination=destination, event_id=event_id))
+        except _Redelivery:
+            outcomes.append(InboundOutcome(duplicate=True))
     return outcomes
