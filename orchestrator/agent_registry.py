@@ -399,13 +399,18 @@ class _Link:
     # the listener
 
     async def _listen(self) -> None:
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # The channel layer (channels_redis, redis-py) can swallow a cancellation that lands
+                # while a message arrives; without this check the loop would receive on and keep a
+                # closing event loop waiting for ever (seen as a rare hang at loop close in tests).
+                raise asyncio.CancelledError
             try:
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     # redis-py turns a cancelled read into TimeoutError; retrying would keep a closing
                     # event loop (asyncio.run under async_to_sync) waiting for this task forever.
