@@ -272,8 +272,11 @@ def main() -> None:
             print(f"  of which after the webhook's 200 arrived: p50 {statistics.median(after_answer) * 1000:.2f} ms")
         raw_runs = [] if args.skip_latency else [("1 sender", raw_one, 1), (f"{args.senders} senders", raw_many, args.senders)]
         for label, batch, senders in raw_runs:
+            cpu_before = server.cpu_seconds()
             total, after_answer = asyncio.run(raw_notification_latency(server, token, batch, senders))
+            cpu_ms = (server.cpu_seconds() - cpu_before) / len(batch) * 1000
             print(f"webhook sent → comms.inbound event, raw socket client, {label}: {summary_ms(total)}")
+            print(f"  server CPU per webhook, notification included: {cpu_ms:.2f} ms")
             print(f"  of which after the webhook's 200 arrived: p50 {statistics.median(after_answer) * 1000:.2f} ms")
 
 

@@ -325,10 +325,44 @@ async def _push_claimed(message: Message) -> bool:
     except Exception:
         logger.exception("Pushing %s to its agent failed", message.pk)
     if sent:
-        await _db(message_mark_delivered)(message_id=message.pk, via=VIA_MCP)
+        await _mark_pushed(message.pk)
     else:
         await _db(message_release)(message_id=message.pk, via=VIA_MCP)
     return sent
+
+
+def messages_mark_pushed(*, message_ids: list[str]) -> int:
+    """message_mark_delivered for several pushed rows in one statement (and one write transaction)."""
+    return Message.objects.filter(pk__in=message_ids, delivered_at__isnull=True, delivered_via=VIA_MCP).update(
+        delivered_at=timezone.now(), next_callback_at=None, **_erased_fields()
+    )
+
+
+# Per event loop: the pushed rows waiting to be marked delivered while a mark is being written.
+_marks_pending: dict[asyncio.AbstractEventLoop, list[str]] = {}
+
+
+async def _mark_pushed(message_id: str) -> None:
+    """Record a push. Pushes that finish while a mark is being written are recorded together next:
+    under load that is one pool hop and one write transaction for many rows instead of one each
+    (each write waits for SQLite's one write lock). A row whose mark is lost (the process died) keeps
+    its lease until it expires and is then pushed again: delivered at least once, never lost."""
+    loop = asyncio.get_running_loop()
+    pending = _marks_pending.get(loop)
+    if pending is not None:
+        pending.append(message_id)  # the caller that is writing marks takes this one next
+        return
+    pending = _marks_pending[loop] = [message_id]
+    try:
+        while pending:
+            batch = pending[:]
+            pending.clear()
+            try:
+                await _db(messages_mark_pushed)(message_ids=batch)
+            except Exception:
+                logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
+    finally:
+        del _marks_pending[loop]
 
 
 async def push_message(message_id: str) -> bool:
@@ -460,7 +494,10 @@ def deliver_stored(message: Message, route: str) -> None:
     if route == VIA_WAIT:
         # The waiter takes it with its next poll; wake it now if it lives in this process.
         _wake_local_waiters(agent_id)
-        return
+        if waiter_pending(agent_id, message.channel):
+            return
+        # The waiter gave up during our transaction: deliver as if there had been none.
+        route = ROUTE_FULL
     if route == ROUTE_NONE:
         if local_session(agent_id) is None:
             # A session registered after this check runs its connect listener after our commit, and
@@ -468,11 +505,10 @@ def deliver_stored(message: Message, route: str) -> None:
             return
         # The agent connected between the route decision and the commit: take the general path.
         route = ROUTE_FULL
-    message_id = message.pk
     if route == VIA_MCP:
-        _run_delivery(lambda: _push_born_claimed(message), message_id)
+        _run_delivery(lambda: _push_born_claimed(message), message.pk)
     else:
-        _run_delivery(lambda: _deliver_logged(message_id), message_id)
+        _run_delivery(lambda: _deliver_in_hand(message), message.pk)
 
 
 async def _push_born_claimed(message: Message) -> None:
@@ -480,9 +516,29 @@ async def _push_born_claimed(message: Message) -> None:
         if await _push_claimed(message):
             return
         # The session went away between the insert and now; the row is free again (released).
-        await deliver_message(message.pk)
+        await _deliver_in_hand(message)
     except Exception:
         logger.exception("Delivering %s failed", message.pk)
+
+
+async def _deliver_in_hand(message: Message) -> str:
+    """deliver_message for the instance that was just inserted: the waiter check was made by
+    delivery_route, so this asks only whether some process holds the agent's session, then the
+    callback. Returns the path: mcp | callback | waiting."""
+    from orchestrator.agent_registry import is_agent_connected
+
+    try:
+        if await is_agent_connected(message.agent_id):
+            claimed = await _db(message_claim)(message_id=message.pk, via=VIA_MCP)
+            if claimed and await _push_claimed(message):
+                return VIA_MCP
+        agent = message.agent
+        if agent.callback_url and agent.status == AgentStatus.ACTIVE and await _db(callback_attempt)(message.pk):
+            return VIA_CALLBACK
+    except Exception:
+        # The row is stored and free again: the worker, a waiter or the next connect picks it up.
+        logger.exception("Delivering %s failed", message.pk)
+    return "waiting"
 
 
 # --- scheduling after commit ----------------------------------------------------------------------
@@ -520,7 +576,7 @@ def schedule_delivery(message_id: str) -> None:
     _run_delivery(lambda: _deliver_logged(message_id), message_id)
 
 
-def _run_delivery(start: Callable[[], Coroutine[Any, Any, None]], message_id: str) -> None:
+def _run_delivery(start: Callable[[], Coroutine[Any, Any, object]], message_id: str) -> None:
     """Run a delivery coroutine without holding up the webhook's 200.
 
     Under the ASGI server it runs as a task on the server's event loop, where the MCP sessions live.
@@ -546,7 +602,7 @@ def _run_delivery(start: Callable[[], Coroutine[Any, Any, None]], message_id: st
         logger.warning("Delivery of %s still running after %d s; continuing", message_id, FALLBACK_WAIT_SECONDS)
 
 
-async def _outside_the_server(start: Callable[[], Coroutine[Any, Any, None]]) -> None:
+async def _outside_the_server(start: Callable[[], Coroutine[Any, Any, object]]) -> None:
     from orchestrator import agent_registry
 
     try:
