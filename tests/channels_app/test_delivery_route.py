@@ -1,0 +1,168 @@
+"""The delivery route an inbound event gets before it is stored, and the hand-off after the commit.
+
+A fake session stands in for a live MCP client in this process; Django's test client runs the
+webhook, so the delivery runs on delivery's background loop and has finished when the POST returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from agents.services import AgentAddresses
+from channels_app import delivery
+from channels_app.models import Direction, Message
+from orchestrator import agent_registry
+from tests.channels_app.test_delivery_callbacks import receiver  # noqa: F401
+from tests.channels_app.webhook_support import fixture, post_twilio, webhook_secrets  # noqa: F401
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("webhook_secrets")]
+
+PATH = "/webhooks/agent-a/sms"
+
+
+class FakeConnection:
+    """What agent_registry needs of an MCP connection to push a notification."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        assert (method, params["logger"]) == ("notifications/message", "comms.inbound")
+        self.events.append(params["data"])
+
+
+@pytest.fixture
+def single_process(settings: Any) -> None:
+    # Without REDIS_URL no other process can hold a session, which is what lets a route skip asking.
+    settings.REDIS_URL = None
+
+
+@pytest.fixture
+def session() -> Iterator[FakeConnection]:
+    """A live session of agent-a in this process, on the loop the test client's deliveries run on."""
+    fake = FakeConnection()
+    live = agent_registry.LiveSession(
+        agent_id="agent-a", connection=fake, transport="sse", loop=delivery._loop_outside_the_server()  # type: ignore[arg-type]
+    )
+    agent_registry._sessions["agent-a"] = live
+    yield fake
+    agent_registry._sessions.pop("agent-a", None)
+
+
+def states() -> list[tuple[str, bool, str | None]]:
+    return [(m.delivered_via, m.delivered_at is not None, m.body) for m in Message.objects.order_by("created_at")]
+
+
+def statements(captured: CaptureQueriesContext) -> list[str]:
+    return [query["sql"].split()[0] for query in captured.captured_queries if not query["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+
+
+def test_it_pushes_to_a_session_in_this_process_from_the_inserted_row(client, make_agent, session):
+    make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
+    response = post_twilio(client, PATH, fixture("twilio_sms.json"))
+    assert response.status_code == 200
+    assert [event["body"] for event in session.events] == [fixture("twilio_sms.json")["Body"]]
+    assert session.events[0]["id"] == Message.objects.get().pk
+    # Claimed at insert, marked once sent; retention 0 erased the body.
+    assert states() == [("mcp", True, None)]
+
+
+def test_it_inserts_the_row_already_claimed_for_the_push(client, make_agent, session, monkeypatch):
+    make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
+    monkeypatch.setattr(delivery, "deliver_stored", lambda message, route: None)
+    post_twilio(client, PATH, fixture("twilio_sms.json"))
+    message = Message.objects.get()
+    assert message.delivered_via == "mcp" and message.delivered_at is None
+    assert message.next_callback_at is not None and message.next_callback_at > timezone.now()
+    # Nobody else takes it while the lease holds.
+    assert delivery.messages_take_waiting(agent_id="agent-a") == []
+
+
+@pytest.mark.usefixtures("single_process")
+def test_it_does_no_delivery_work_for_an_agent_nobody_can_reach(client, make_agent, monkeypatch):
+    make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
+    started: list[str] = []
+    monkeypatch.setattr(delivery, "_run_delivery", lambda start, message_id: started.append(message_id))
+    with CaptureQueriesContext(connection) as captured:
+        response = post_twilio(client, PATH, fixture("twilio_sms.json"))
+    assert response.status_code == 200
+    assert started == []
+    # One read (the agent), the event id, the message; nothing read back.
+    assert [s for s in statements(captured) if s in ("SELECT", "INSERT", "UPDATE")] == ["SELECT", "INSERT", "INSERT"]
+    assert states() == [("", False, fixture("twilio_sms.json")["Body"])]
+
+
+@pytest.mark.usefixtures("single_process")
+def test_it_pushes_to_a_session_that_connected_while_the_message_was_stored(client, make_agent, session, monkeypatch):
+    make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
+    # The route was decided before the session registered.
+    monkeypatch.setattr(delivery, "delivery_route", lambda **kwargs: delivery.ROUTE_NONE)
+    post_twilio(client, PATH, fixture("twilio_sms.json"))
+    assert len(session.events) == 1
+    assert states() == [("mcp", True, None)]
+
+
+def test_it_posts_to_the_callback_when_the_session_left_before_the_push(client, make_agent, receiver, monkeypatch):  # noqa: F811
+    make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"), callback_url=receiver.url)
+    # Routed to a session in this process, which is gone by the time of the push.
+    monkeypatch.setattr(delivery, "delivery_route", lambda **kwargs: delivery.VIA_MCP)
+    post_twilio(client, PATH, fixture("twilio_sms.json"))
+    assert len(receiver.requests) == 1
+    assert states() == [("callback", True, None)]
+
+
+def test_it_delivers_a_message_whose_waiter_gave_up_while_it_was_stored(client, make_agent, receiver, monkeypatch):  # noqa: F811
+    make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"), callback_url=receiver.url)
+    monkeypatch.setattr(delivery, "delivery_route", lambda **kwargs: delivery.VIA_WAIT)
+    post_twilio(client, PATH, fixture("twilio_sms.json"))
+    assert len(receiver.requests) == 1
+    assert states() == [("callback", True, None)]
+
+
+def test_it_leaves_a_message_to_a_pending_waiter(client, make_agent, receiver):  # noqa: F811
+    make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"), callback_url=receiver.url)
+    key = delivery._waiter_key("agent-a", None)
+    delivery._waiter_add(key, 30)
+    try:
+        post_twilio(client, PATH, fixture("twilio_sms.json"))
+    finally:
+        delivery._waiter_remove(key)
+    assert receiver.requests == []
+    assert states() == [("", False, fixture("twilio_sms.json")["Body"])]
+    assert [m["body"] for m in delivery.messages_take_waiting(agent_id="agent-a", via=delivery.VIA_WAIT)] == [
+        fixture("twilio_sms.json")["Body"]
+    ]
+
+
+def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, monkeypatch):
+    agent, _token = make_agent("agent-a")
+    ids = [
+        Message.objects.create(
+            agent=agent, organization_id=agent.organization_id, direction=Direction.INBOUND, channel="sms",
+            from_address="+12125550123", to_address="+14155550100", body=f"m{n}", delivered_via=delivery.VIA_MCP,
+        ).pk
+        for n in range(4)
+    ]
+    batches: list[list[str]] = []
+    mark = delivery.messages_mark_pushed
+
+    def recording(*, message_ids: list[str]) -> int:
+        batches.append(list(message_ids))
+        return mark(message_ids=message_ids)
+
+    monkeypatch.setattr(delivery, "messages_mark_pushed", recording)
+
+    async def push_all() -> None:
+        await asyncio.gather(*(delivery._mark_pushed(message_id) for message_id in ids))
+
+    asyncio.run(push_all())
+    # The first push writes its mark at once; the three that finished meanwhile share the next one.
+    assert batches == [ids[:1], ids[1:]]
+    assert Message.objects.filter(delivered_at__isnull=False, body__isnull=True).count() == 4
