@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from agents.models import Agent, AgentLimits, Consent, ConsentType, OptOut, Organization, UsageBucket, UsageRecord
@@ -86,28 +86,14 @@ class BucketSpec:
     def ident(self) -> tuple[str, str, str, datetime]:
         return (self.scope, self.scope_id, self.window, self.start)
 
-    def key(self) -> Q:
-        return Q(scope=self.scope, scope_id=self.scope_id, window=self.window, window_start=self.start)
-
 
 @dataclass(frozen=True)
 class Reservation:
-    """What usage_reserve counted, so it can be released (provider refused) or re-priced (actual cost).
+    """What usage_reserve counted, so it can be released (provider refused) or re-priced (actual cost):
+    the counter rows it bumped, in ascending id order (the order every writer locks them in)."""
 
-    `bucket_ids` are the counter rows it bumped, in ascending order (the order every writer locks them in).
-    """
-
-    keys: tuple[Q, ...]
     spend: Decimal
-    bucket_ids: tuple[int, ...] = ()
-
-    def where(self) -> Q:
-        if self.bucket_ids:
-            return Q(pk__in=self.bucket_ids)
-        combined = Q()
-        for key in self.keys:
-            combined |= key
-        return combined
+    bucket_ids: tuple[int, ...]
 
 
 def _bucket_specs(agent: Agent, limits: AgentLimits, organization: Organization, now: datetime) -> list[BucketSpec]:
@@ -175,27 +161,32 @@ def per_number_scope_id(agent_id: str, number: str) -> str:
     return "n:" + hashlib.sha256(f"{agent_id}|{number}".encode()).hexdigest()[:40]
 
 
-# The bucket sets this process has seen exist, each with the minute it was seen in. Within one minute the
-# hour/day/month windows are the same, so a hit means every row of the set exists and the insert can be
-# skipped. A wrong hit (rows deleted) is harmless: _lock_buckets notices the missing row and creates it.
-_KNOWN_BUCKETS: dict[tuple[str, ...], datetime] = {}
+# The counter rows this process has found for a bucket set, with the minute it found them in: within one
+# minute the hour/day/month windows are the same, so the same rows serve every reservation of the set
+# until the minute ends, and they can be locked by primary key (a much cheaper query to build than one
+# by window). A stale entry (rows deleted, ids reused by a test database) is harmless: the locked rows'
+# keys are checked against the specs, and any mismatch falls back to the lookup by window.
+_KNOWN_BUCKETS: dict[tuple[str, ...], tuple[datetime, tuple[int, ...]]] = {}
 _KNOWN_BUCKETS_MAX = 10_000
 
 
-def _ensure_buckets(specs: list[BucketSpec]) -> None:
-    """Create this window's counter rows before any of them is locked.
+def _known_key(specs: list[BucketSpec]) -> tuple[str, ...]:
+    return tuple(f"{spec.scope}:{spec.scope_id}" for spec in specs)
 
-    Inserting before locking means a reservation never waits on another's uncommitted insert while it
-    holds row locks that one needs (no deadlock at window rollover).
-    """
-    minute = specs[0].start
-    known_key = tuple(f"{spec.scope}:{spec.scope_id}" for spec in specs)
-    if _KNOWN_BUCKETS.get(known_key) == minute:
-        return
-    _create_buckets(specs)
+
+def _lock_known_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, datetime], _BucketRow] | None:
+    """The rows of `specs`, locked, when this process knows their ids; None when it does not."""
+    known = _KNOWN_BUCKETS.get(_known_key(specs))
+    if known is None or known[0] != specs[0].start:
+        return None
+    rows = _rows_by_ident(specs, UsageBucket.objects.filter(pk__in=known[1]))
+    return rows if len(rows) == len(specs) else None
+
+
+def _remember_buckets(specs: list[BucketSpec], rows: dict[tuple[str, str, str, datetime], _BucketRow]) -> None:
     if len(_KNOWN_BUCKETS) >= _KNOWN_BUCKETS_MAX:
         _KNOWN_BUCKETS.clear()
-    _KNOWN_BUCKETS[known_key] = minute
+    _KNOWN_BUCKETS[_known_key(specs)] = (specs[0].start, tuple(sorted(row.pk for row in rows.values())))
 
 
 def _create_buckets(specs: list[BucketSpec]) -> None:
@@ -228,15 +219,21 @@ def _covering(specs: list[BucketSpec]) -> Q:
 
 
 def _lock_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, datetime], _BucketRow]:
-    """Lock and read the counter rows of `specs` in one query, in primary-key order.
+    """Lock and read the counter rows of `specs` that exist, found by window."""
+    return _rows_by_ident(specs, UsageBucket.objects.filter(_covering(specs)))
+
+
+def _rows_by_ident(
+    specs: list[BucketSpec], candidates: QuerySet[UsageBucket]
+) -> dict[tuple[str, str, str, datetime], _BucketRow]:
+    """Lock and read `candidates` in one query, in primary-key order; keep those that are rows of `specs`.
 
     Every writer of UsageBucket in a transaction (reserve, release, re-price, cost adjustment) locks its
     rows in primary-key order, so concurrent ones queue instead of deadlocking. PostgreSQL takes the
     row locks (FOR UPDATE); SQLite already holds the database write lock (BEGIN IMMEDIATE).
     """
     rows = (
-        UsageBucket.objects.select_for_update()
-        .filter(_covering(specs))
+        candidates.select_for_update()
         .order_by("pk")
         .values_list("pk", "scope", "scope_id", "window", "window_start", "actions", "spend")
     )
@@ -274,27 +271,30 @@ def usage_reserve(
         specs.insert(4, BucketSpec(Scope.AGENT, per_number_scope_id(agent.pk, call_to), Window.DAY,
                                    window_start(Window.DAY, now), limits.max_calls_per_day_same_number, None,
                                    "calls_per_number", ""))
-    _ensure_buckets(specs)
-    rows = _lock_buckets(specs)
-    if len(rows) < len(specs):
-        # Rows this process believed to exist are gone (e.g. deleted); create them and lock again.
-        _KNOWN_BUCKETS.clear()
-        _create_buckets([spec for spec in specs if spec.ident not in rows])
+    rows = _lock_known_buckets(specs)
+    if rows is None:
+        # First reservation of this set in this minute (in this process). Create the window's rows before
+        # locking any: a reservation then never waits on another's uncommitted insert while it holds
+        # locks that one needs, so window rollover cannot deadlock.
+        _create_buckets(specs)
         rows = _lock_buckets(specs)
+        if len(rows) < len(specs):  # deleted between the insert and the lock: create them under the lock
+            _create_buckets([spec for spec in specs if spec.ident not in rows])
+            rows = _lock_buckets(specs)
+        _remember_buckets(specs, rows)
     for spec in specs:
         if _refuses(spec, rows[spec.ident], cost):
             raise _refusal(spec, rows[spec.ident], cost, now)
     ids = tuple(sorted(row.pk for row in rows.values()))
     UsageBucket.objects.filter(pk__in=ids).update(actions=F("actions") + 1, spend=F("spend") + cost)
-    return Reservation(keys=tuple(spec.key() for spec in specs), spend=cost, bucket_ids=ids)
+    return Reservation(spend=cost, bucket_ids=ids)
 
 
 @transaction.atomic(savepoint=False)  # inside the caller's transaction, no savepoint round trips
 def usage_release(*, reservation: Reservation) -> None:
     """Give back a reservation whose action did not happen (the provider refused): nothing is counted."""
-    if reservation.bucket_ids:
-        _lock_bucket_ids(reservation.bucket_ids)
-    UsageBucket.objects.filter(reservation.where()).update(
+    _lock_bucket_ids(reservation.bucket_ids)
+    UsageBucket.objects.filter(pk__in=reservation.bucket_ids).update(
         actions=F("actions") - 1, spend=F("spend") - reservation.spend
     )
 
@@ -311,9 +311,8 @@ def usage_commit(
 ) -> None:
     """Record a completed action; re-price the reservation when the real cost differs from the estimate."""
     if cost is not None and cost != reservation.spend:
-        if reservation.bucket_ids:
-            _lock_bucket_ids(reservation.bucket_ids)
-        UsageBucket.objects.filter(reservation.where()).update(spend=F("spend") + (cost - reservation.spend))
+        _lock_bucket_ids(reservation.bucket_ids)
+        UsageBucket.objects.filter(pk__in=reservation.bucket_ids).update(spend=F("spend") + (cost - reservation.spend))
     UsageRecord.objects.create(
         agent=agent,
         organization_id=agent.organization_id,
