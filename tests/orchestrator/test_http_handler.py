@@ -1,0 +1,55 @@
+"""Django behind the pooled ASGI handler: real requests on a real socket (uvicorn), as clients see them."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from django.db.backends.signals import connection_created
+
+from tests.live_server import LIVE_SERVER_APPS, LiveServer
+
+pytestmark = pytest.mark.django_db(transaction=True, available_apps=LIVE_SERVER_APPS)
+
+
+async def test_it_reuses_database_connections_across_requests(asgi_server: LiveServer, make_agent) -> None:
+    """Django's own ASGI handler connects afresh for every request (a new thread each); ours keeps one
+    connection per worker thread, so a hundred authenticated requests open at most a few."""
+    _agent, token = await sync_to_async(make_agent)()
+    opened: list[str] = []
+
+    def count(sender: object, connection: object, **kwargs: object) -> None:
+        opened.append(threading.current_thread().name)
+
+    connection_created.connect(count)
+    try:
+        async with httpx.AsyncClient(base_url=asgi_server.url, headers={"Authorization": f"Bearer {token}"}) as client:
+            for _ in range(100):
+                response = await client.get("/api/v1/health")
+                assert response.status_code == 200
+                assert response.json()["agentId"] == "agent-a"
+    finally:
+        connection_created.disconnect(count)
+
+    assert len(opened) <= 3, opened
+    assert all(name.startswith("worker") for name in opened)
+
+
+ADMIN_APPS = [*LIVE_SERVER_APPS, "django.contrib.admin", "django.contrib.sessions", "django.contrib.messages",
+              "django.contrib.staticfiles"]
+
+
+@pytest.mark.django_db(transaction=True, available_apps=ADMIN_APPS)
+async def test_it_serves_json_errors_and_the_admin_through_the_pool(asgi_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=asgi_server.url) as client:
+        missing = await client.get("/api/v1/no-such-endpoint")
+        login = await client.get("/admin/login/")
+        posted = await client.post("/admin/login/", data={"username": "nobody", "password": "wrong"})
+
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found"
+    assert login.status_code == 200 and "csrftoken" in login.cookies
+    # No CSRF token sent: Django's CSRF protection still runs on this path.
+    assert posted.status_code == 403
