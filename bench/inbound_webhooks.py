@@ -179,6 +179,8 @@ async def raw_notification_latency(
                 now = time.perf_counter()
                 marker = line.index(b'"externalId":"') + len(b'"externalId":"')
                 sid = line[marker : line.index(b'"', marker)].decode()
+                if sid in arrived_at:
+                    raise RuntimeError(f"{sid} was pushed twice")
                 if sid in sent_at:
                     arrived_at[sid] = now
                     if len(arrived_at) == len(requests):
@@ -254,6 +256,7 @@ def main() -> None:
     from django.conf import settings
 
     token = create_agent(AGENT_ID)
+    from channels_app.models import Message
     warmup = signed_requests(200, settings.PUBLIC_BASE_URL, "warm-up")
     load = signed_requests(args.count, settings.PUBLIC_BASE_URL, "load")
     one = signed_requests(args.latency_count, settings.PUBLIC_BASE_URL, "one")
@@ -275,6 +278,10 @@ def main() -> None:
             cpu_before = server.cpu_seconds()
             total, after_answer = asyncio.run(raw_notification_latency(server, token, batch, senders))
             cpu_ms = (server.cpu_seconds() - cpu_before) / len(batch) * 1000
+            time.sleep(0.5)
+            undelivered = Message.objects.filter(external_id__in=[sid for sid, _b, _h in batch], delivered_at__isnull=True)
+            if undelivered.exists():
+                raise RuntimeError(f"{undelivered.count()} pushed messages are not recorded as delivered")
             print(f"webhook sent → comms.inbound event, raw socket client, {label}: {summary_ms(total)}")
             print(f"  server CPU per webhook, notification included: {cpu_ms:.2f} ms")
             print(f"  of which after the webhook's 200 arrived: p50 {statistics.median(after_answer) * 1000:.2f} ms")
