@@ -160,8 +160,8 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
     limits = getattr(agent, "limits", None) or AgentLimits.objects.get_or_create(agent=agent)[0]
     try:
         with transaction.atomic():
-            reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
-                                         cost=estimate, template_id=request.template_id)
+            # The row first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
+            # send of the agent and of its organization) are then held only until the commit just after.
             message = Message.objects.create(
                 agent=agent,
                 organization_id=agent.organization_id,
@@ -177,6 +177,8 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
                 provider=provider.name,
                 idempotency_key=request.idempotency_key,
             )
+            reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
+                                         cost=estimate, template_id=request.template_id)
     except IntegrityError:
         # A concurrent request with the same idempotencyKey won the insert: answer with its message.
         previous = Message.objects.filter(agent=agent, idempotency_key=request.idempotency_key).first()
