@@ -2,7 +2,8 @@
 
 A send writes its Message row before the provider call and the outcome after, so a crash in between
 leaves a `pending` row that says so. A provider refusal leaves a `failed` row and gives back the usage
-reservation: nothing is charged or counted as sent.
+reservation: nothing is charged or counted as sent. A provider that runs in this process and reaches
+nothing outside it (the demo sandbox) gets the same end states from one transaction (_send_in_process).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +23,7 @@ from agents.models import AddressKind, Agent, AgentLimits, ChannelAddress
 from agents.services import default_email_address
 from agents.usage import opt_out_record, usage_commit, usage_release
 from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
-from channels_app.models import Direction, Message, MessageStatus
+from channels_app.models import Direction, Message, MessageStatus, new_message_id
 from channels_app.policy import policy_check, policy_reserve
 from channels_app.providers.base import (
     OutboundMessage,
@@ -158,34 +160,7 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
 
     estimate, _segments = estimate_message_cost(request.channel, request.body, len(request.media_urls))
     limits = getattr(agent, "limits", None) or AgentLimits.objects.get_or_create(agent=agent)[0]
-    try:
-        with transaction.atomic():
-            # The row first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
-            # send of the agent and of its organization) are then held only until the commit just after.
-            message = Message.objects.create(
-                agent=agent,
-                organization_id=agent.organization_id,
-                direction=Direction.OUTBOUND,
-                channel=request.channel,
-                from_address=from_address,
-                to_address=request.to,
-                subject=request.subject,
-                body=request.body,
-                html=request.html,
-                media_urls=list(request.media_urls),
-                status=MessageStatus.PENDING,
-                provider=provider.name,
-                idempotency_key=request.idempotency_key,
-            )
-            reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
-                                         cost=estimate, template_id=request.template_id)
-    except IntegrityError:
-        # A concurrent request with the same idempotencyKey won the insert: answer with its message.
-        previous = Message.objects.filter(agent=agent, idempotency_key=request.idempotency_key).first()
-        if previous is None:
-            raise
-        return send_result(previous)
-
+    message_id = new_message_id()
     outbound = OutboundMessage(
         channel=request.channel,
         from_address=from_address,
@@ -198,9 +173,36 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         template_vars=request.template_vars,
         agent_id=agent.pk,
         # Our message id doubles as the provider's idempotency key, so a provider-side retry sends once.
-        idempotency_key=message.pk,
+        idempotency_key=message_id,
         credentials=credentials,
     )
+    row = dict(
+        id=message_id,
+        agent=agent,
+        organization_id=agent.organization_id,
+        direction=Direction.OUTBOUND,
+        channel=request.channel,
+        from_address=from_address,
+        to_address=request.to,
+        subject=request.subject,
+        body=request.body,
+        html=request.html,
+        media_urls=list(request.media_urls),
+        provider=provider.name,
+        idempotency_key=request.idempotency_key,
+    )
+    if getattr(provider, "in_process", False):
+        return _send_in_process(agent, limits, request, provider, outbound, row, estimate)
+    try:
+        with transaction.atomic():
+            # The row first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
+            # send of the agent and of its organization) are then held only until the commit just after.
+            message = Message.objects.create(**row, status=MessageStatus.PENDING)
+            reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
+                                         cost=estimate, template_id=request.template_id)
+    except IntegrityError as exc:
+        return _concurrent_replay(agent, request, exc)
+
     try:
         result = provider.send(outbound)
     except ProviderError as exc:
@@ -215,6 +217,75 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         _record_refusal(message, reservation, code="internal_error", detail=repr(exc))
         raise
     return _record_sent(agent, message, reservation, result)
+
+
+def _concurrent_replay(agent: Agent, request: SendRequest, error: IntegrityError) -> dict[str, Any]:
+    """A concurrent request with the same idempotencyKey won the insert: answer with its message."""
+    previous = Message.objects.filter(agent=agent, idempotency_key=request.idempotency_key).first()
+    if previous is None:
+        raise error
+    return send_result(previous)
+
+
+class _InProcessRefusal(Exception):
+    """Carries a provider failure out of the transaction, so the rollback gives the reservation back."""
+
+    def __init__(self, error: Exception, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error, self.code, self.detail = error, code, detail
+
+
+def _send_in_process(
+    agent: Agent,
+    limits: AgentLimits,
+    request: SendRequest,
+    provider: Any,
+    outbound: OutboundMessage,
+    row: dict[str, Any],
+    estimate: Decimal,
+) -> dict[str, Any]:
+    """A provider that runs in this process with no effect outside it (the demo sandbox): the whole send is
+    one transaction, and the row is written once, with its outcome.
+
+    Writing the row before the provider call only matters when the call reaches the outside world (a
+    crash in between must leave a trace); here nothing has happened until the commit. The end state is
+    the one of the general path: a sent row and its usage counted, or a failed row and nothing counted.
+    """
+    try:
+        with transaction.atomic():
+            reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
+                                         cost=estimate, template_id=request.template_id)
+            try:
+                result = provider.send(outbound)
+            except ProviderError as exc:
+                raise _InProcessRefusal(exc, exc.code or exc.reason, exc.message) from None
+            except ProviderNotConfigured as exc:
+                raise _InProcessRefusal(exc, "provider_not_configured", str(exc)) from None
+            except Exception as exc:
+                raise _InProcessRefusal(exc, "internal_error", repr(exc)) from exc
+            status = result.status if result.status in MessageStatus.values else MessageStatus.QUEUED
+            cost = result.cost if result.cost is not None else reservation.spend
+            message = Message.objects.create(
+                **{**row, "provider": result.provider}, status=status, external_id=result.external_id, cost=cost
+            )
+            usage_commit(reservation=reservation, agent=agent, action_type="send_message", channel=message.channel,
+                         cost=cost, reference=message.pk)
+    except IntegrityError as exc:
+        return _concurrent_replay(agent, request, exc)
+    except _InProcessRefusal as refusal:
+        # As _record_refusal leaves it: a failed row, its key freed, nothing counted (rolled back).
+        Message.objects.create(**{**row, "idempotency_key": ""}, status=MessageStatus.FAILED,
+                               error_code=refusal.code[:40], error_message=refusal.detail)
+        error = refusal.error
+        if isinstance(error, ProviderError):
+            if error.reason == "recipient_opted_out":
+                opt_out_record(agent=agent, channel=request.channel, contact=request.to, keyword="PROVIDER")
+            raise provider_api_error(error) from None
+        if isinstance(error, ProviderNotConfigured):
+            raise provider_api_error(error) from None
+        raise error from None
+    metrics.MESSAGES_SENT.labels(channel=message.channel).inc()
+    return send_result(message)
 
 
 def _record_refusal(message: Message, reservation: Any, *, code: str, detail: str) -> None:

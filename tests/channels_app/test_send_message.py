@@ -267,3 +267,58 @@ def test_it_answers_503_when_the_channel_has_no_provider_configured(settings, ag
     status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
     assert (status, body["code"]) == (503, "provider_not_configured")
     assert Message.objects.count() == 0
+
+
+# --- the demo sandbox: one transaction per send, the same end states ------------------------------------
+
+
+def test_it_sends_through_the_sandbox_in_one_transaction_with_the_outcome_written_once(demo, agent):
+    _, token = agent
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
+    assert status == 200, body
+    message = Message.objects.get()
+    assert (message.status, message.external_id, message.cost) == ("delivered", body["externalId"], Decimal("0.0083"))
+    assert UsageRecord.objects.get().reference == message.pk
+
+
+def test_it_charges_nothing_when_the_sandbox_refuses(demo, agent):
+    _, token = agent
+    before = sent_counter("sms")
+    refused = {"to": "+15005550001", "body": "x", "idempotencyKey": "refused"}
+    status, body = Api(token).post("send-message", refused)
+    assert (status, body["code"], body["providerCode"]) == (502, "provider_error", "21211")
+    message = Message.objects.get()
+    assert (message.status, message.error_code, message.idempotency_key) == ("failed", "21211", "")
+    assert message.to_address == "+15005550001" and message.provider == "sandbox"
+    assert UsageRecord.objects.count() == 0
+    assert all(b.actions == 0 and b.spend == Decimal("0") for b in UsageBucket.objects.all())
+    assert sent_counter("sms") == before
+    # The failed attempt does not hold the key: a retry to a good number really sends.
+    status, body = Api(token).post("send-message", {**refused, "to": TO})
+    assert status == 200, body
+    assert UsageBucket.objects.get(scope="agent", window="minute").actions == 1
+
+
+def test_it_records_an_opt_out_when_the_sandbox_says_the_recipient_unsubscribed(demo, agent):
+    _, token = agent
+    status, body = Api(token).post("send-message", {"to": "+15005550004", "body": "x"})
+    assert (status, body["code"]) == (403, "opted_out")
+    assert OptOut.objects.filter(agent_id="agent-a", channel="sms", contact="+15005550004").exists()
+    assert Message.objects.get().status == "failed"
+
+
+def test_it_records_an_unexpected_sandbox_error_as_a_failed_row_and_raises_it(demo, agent, monkeypatch):
+    from channels_app.providers.sandbox import SandboxMessagingProvider
+    from channels_app.services import SendRequest, message_send
+
+    row, _ = agent
+
+    def broken(self, message):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(SandboxMessagingProvider, "send", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        message_send(agent=row, request=SendRequest(channel="sms", to=TO, body="x"))
+    message = Message.objects.get()
+    assert (message.status, message.error_code) == ("failed", "internal_error")
+    assert all(b.actions == 0 for b in UsageBucket.objects.all())
