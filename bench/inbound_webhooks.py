@@ -241,13 +241,14 @@ def main() -> None:
     parser.add_argument("--latency-count", type=int, default=500, help="webhooks per latency run (default 500)")
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--database-url", default="", help="default: a throw-away SQLite file")
+    parser.add_argument("--redis-url", default="", help="run the server with REDIS_URL (several-process mode)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the notification latency runs")
     parser.add_argument("--skip-latency", action="store_true", help="only the throughput run")
     parser.add_argument("--profile", default=None, help="sample the server with py-spy into this file (raw)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="comms-bench-inbound-")
-    env = bench_environment(os.path.join(workdir, "bench.sqlite3"))
+    env = bench_environment(os.path.join(workdir, "bench.sqlite3"), redis_url=args.redis_url or None)
     env.update(DEMO_MODE="false", TWILIO_AUTH_TOKEN=TWILIO_TOKEN)
     if args.database_url:
         env["DATABASE_URL"] = args.database_url

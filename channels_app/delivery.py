@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.base import BaseCache
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -149,13 +150,30 @@ def _waiter_key(agent_id: str, channel: str | None) -> str:
     return f"comms:waiters:{agent_id}:{channel or '*'}"
 
 
+_waiter_counts: BaseCache | None = None
+
+
+def _waiters() -> BaseCache:
+    """The cache holding the waiter counts: one instance for the process.
+
+    `django.core.cache.cache` keeps its instance in a context-local; the worker pool runs every call
+    in a copy of the caller's context, so each request got a new instance, and with Redis a new
+    connection (connect, handshake, client setup: about 1 ms of CPU per webhook). The backends'
+    clients are thread-safe (redis-py's connection pool; LocMemCache's lock and shared storage).
+    """
+    global _waiter_counts
+    if _waiter_counts is None:
+        _waiter_counts = caches.create_connection(DEFAULT_CACHE_ALIAS)
+    return _waiter_counts
+
+
 def waiter_pending(agent_id: str, channel: str) -> bool:
     """Whether a comms_wait_for_message call of the agent is waiting for `channel`.
 
     Presence lives in the cache, which is Redis (shared) whenever several processes run.
     """
     keys = [_waiter_key(agent_id, None), _waiter_key(agent_id, channel)]
-    return any((count or 0) > 0 for count in cache.get_many(keys).values())
+    return any((count or 0) > 0 for count in _waiters().get_many(keys).values())
 
 
 def _wake_local_waiters(agent_id: str) -> None:
@@ -165,18 +183,19 @@ def _wake_local_waiters(agent_id: str) -> None:
 
 
 def _waiter_add(key: str, ttl: int) -> None:
-    cache.add(key, 0, ttl)
+    counts = _waiters()
+    counts.add(key, 0, ttl)
     try:
-        cache.incr(key)
+        counts.incr(key)
     except ValueError:
-        cache.set(key, 1, ttl)
-    cache.touch(key, ttl)
+        counts.set(key, 1, ttl)
+    counts.touch(key, ttl)
 
 
 def _waiter_remove(key: str) -> None:
     try:
-        if cache.decr(key) <= 0:
-            cache.delete(key)
+        if _waiters().decr(key) <= 0:
+            _waiters().delete(key)
     except ValueError:
         pass
 
