@@ -10,6 +10,11 @@ and `next_callback_at` says until when. A path that fails releases the row; a pr
 mid-delivery lets its lease expire and the row becomes free again (delivered at least once, never
 lost). Success sets `delivered_at` - only after the event was actually sent.
 
+A freshly stored event gets its route before its transaction (delivery_route): for an agent whose
+session lives in this process the row is *inserted* claimed, so after the commit the notification
+goes out with no query before it; for an agent nobody can reach now (no waiter, no session, no
+callback, a single process) nothing runs at all. Pushes record their delivery in batches.
+
 Row states (for undelivered rows, `delivered_at IS NULL`):
   free       delivered_via = ''                (next_callback_at, if set, is when the next callback is due)
   in flight  delivered_via = '<path>'          until next_callback_at; after that it counts as free

@@ -1,8 +1,10 @@
 """Inbound writes: store what a provider webhook reports, once, then hand it to delivery (contract §8).
 
 Each service takes an already verified payload. It records the provider's event id and the message in
-one transaction - a redelivery hits the unique WebhookEvent row and changes nothing - and schedules
-delivery for after the commit, so the provider gets its 200 without waiting for the agent.
+one transaction - a redelivery hits the unique WebhookEvent row, which is the transaction's first
+write, and changes nothing - and hands the inserted row to delivery after the commit, so the provider
+gets its 200 without waiting for the agent. The row is built and its delivery route decided before
+the transaction starts, so the transaction (on SQLite, the one write lock) holds only the inserts.
 """
 
 from __future__ import annotations

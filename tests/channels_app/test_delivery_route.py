@@ -166,3 +166,22 @@ def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, mon
     # The first push writes its mark at once; the three that finished meanwhile share the next one.
     assert batches == [ids[:1], ids[1:]]
     assert Message.objects.filter(delivered_at__isnull=False, body__isnull=True).count() == 4
+
+
+def test_it_counts_waiters_in_one_cache_instance_across_worker_calls():
+    from orchestrator.workers import run_blocking
+
+    # Each worker call runs in a copy of the caller's context, where django's `cache` would be a new
+    # instance (and with Redis a new connection) every time.
+    async def twice() -> list[object]:
+        return [await run_blocking(delivery._waiters) for _ in range(3)]
+
+    first, *others = asyncio.run(twice())
+    assert all(other is first for other in others)
+    key = delivery._waiter_key("agent-a", None)
+    delivery._waiter_add(key, 30)
+    try:
+        assert delivery.waiter_pending("agent-a", "sms")
+    finally:
+        delivery._waiter_remove(key)
+    assert not delivery.waiter_pending("agent-a", "sms")
