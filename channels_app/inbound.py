@@ -205,36 +205,35 @@ def outbound_status_record(*, agent: Agent, external_id: str, provider_status: s
     if new_status is None or not external_id:
         return False
     earlier = [status for status, rank in STATUS_RANK.items() if rank < STATUS_RANK[new_status]]
+    ours = Message.objects.filter(
+        agent=agent, external_id=external_id, direction=Direction.OUTBOUND, kind=MessageKind.MESSAGE
+    )
+    if new_status not in FAILED_STATUSES:
+        # Most callbacks (queued, sent, delivered, read) need nothing of the row: the conditional
+        # update alone is the forward-only rule and the once-only guard, with no read before it.
+        return bool(ours.filter(status__in=earlier).update(status=new_status))
     with transaction.atomic():
-        original = (
-            Message.objects.filter(
-                agent=agent, external_id=external_id, direction=Direction.OUTBOUND, kind=MessageKind.MESSAGE
-            )
-            .only("pk", "channel", "from_address", "to_address", "organization_id")
-            .first()
-        )
+        original = ours.only("pk", "channel", "from_address", "to_address", "organization_id").first()
         if original is None:
             return False
-        changes: dict[str, Any] = {"status": new_status}
-        if new_status in FAILED_STATUSES:
-            changes["error_code"] = error_code[:40]
         # The conditional update is the forward-only rule and the once-only guard in one statement.
-        if not Message.objects.filter(pk=original.pk, status__in=earlier).update(**changes):
+        if not Message.objects.filter(pk=original.pk, status__in=earlier).update(
+            status=new_status, error_code=error_code[:40]
+        ):
             return False
-        if new_status in FAILED_STATUSES:
-            _store(
-                agent=agent,
-                organization_id=original.organization_id,
-                direction=Direction.OUTBOUND,
-                channel=original.channel,
-                kind=MessageKind.DELIVERY_FAILURE,
-                from_address=original.from_address,
-                to_address=original.to_address,
-                external_id=external_id,
-                error_code=error_code[:40],
-                provider="twilio",
-                status=new_status,
-            )
+        _store(
+            agent=agent,
+            organization_id=original.organization_id,
+            direction=Direction.OUTBOUND,
+            channel=original.channel,
+            kind=MessageKind.DELIVERY_FAILURE,
+            from_address=original.from_address,
+            to_address=original.to_address,
+            external_id=external_id,
+            error_code=error_code[:40],
+            provider="twilio",
+            status=new_status,
+        )
     return True
 
 

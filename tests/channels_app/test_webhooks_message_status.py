@@ -84,3 +84,17 @@ def test_an_unknown_message_sid_is_acknowledged(client, outbound):
     response = status(client, "failed", MessageSid="SM" + "0" * 32, ErrorCode="30003")
     assert response.status_code == 200
     assert not Message.objects.filter(kind="delivery_failure").exists()
+
+
+def test_it_records_a_delivered_status_with_one_update_and_no_read_of_the_message(client, outbound):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert status(client, "delivered").status_code == 200
+    statements = [query["sql"] for query in captured.captured_queries]
+    # The agent's read, then the conditional update: nothing reads the message first.
+    assert [sql.split()[0] for sql in statements] == ["SELECT", "UPDATE"]
+    assert '"agents_agent"' in statements[0]
+    outbound.refresh_from_db()
+    assert outbound.status == "delivered"
