@@ -322,3 +322,14 @@ def test_it_records_an_unexpected_sandbox_error_as_a_failed_row_and_raises_it(de
     message = Message.objects.get()
     assert (message.status, message.error_code) == ("failed", "internal_error")
     assert all(b.actions == 0 for b in UsageBucket.objects.all())
+
+
+def test_a_limit_refusal_wins_over_a_sandbox_refusal_and_leaves_nothing(demo, agent):
+    from agents.models import AgentLimits
+
+    row, token = agent
+    AgentLimits.objects.filter(agent=row).update(max_actions_per_minute=0)
+    status, body = Api(token).post("send-message", {"to": "+15005550004", "body": "x"})
+    assert (status, body["code"], body["limitType"]) == (429, "rate_limited", "per_minute")
+    assert not Message.objects.exists() and not UsageRecord.objects.exists()
+    assert not OptOut.objects.exists()  # the sandbox's "unsubscribed" answer is not acted on
