@@ -392,3 +392,48 @@ def test_concurrent_sends_never_overshoot_a_limit(settings, default_org):
     assert outcomes.count("rate_limited") == threads_count - limit
     assert UsageBucket.objects.get(scope="agent", scope_id="agent-c", window="minute").actions == limit
     assert Message.objects.filter(status="delivered").count() == limit
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sends_of_several_agents_share_the_organizations_cap_without_deadlock(settings, default_org):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's row locks and real concurrency (set DATABASE_URL=postgres://…)")
+    settings.DEMO_MODE = True
+    for index, agent_id in enumerate(("agent-d", "agent-e", "agent-f")):
+        agent_with_numbers(agent_id, default_org, phone=f"+1415555011{index}")
+    # Each SMS costs 0.0083: a cap of 0.05 lets exactly 6 through, whichever agents send them.
+    default_org.__class__.objects.filter(pk=default_org.pk).update(max_spend_per_day=Decimal("0.05"))
+    threads_count = 18
+    barrier = threading.Barrier(threads_count)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        from django.db import connections
+
+        from agents.models import Agent
+
+        try:
+            agent = Agent.objects.select_related("organization", "limits").get(pk=f"agent-{'def'[index % 3]}")
+            barrier.wait()
+            try:
+                message_send(agent=agent, request=SendRequest(channel="sms", to=TO, body=f"n{index}"))
+                outcome = "sent"
+            except ApiError as exc:
+                outcome = exc.code
+            except Exception as exc:  # a deadlock would surface here as an OperationalError
+                outcome = type(exc).__name__
+            with lock:
+                outcomes.append(outcome)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads_count)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(30)
+    assert outcomes.count("sent") == 6, outcomes
+    assert outcomes.count("spend_limit_reached") == threads_count - 6, outcomes
+    org_day = UsageBucket.objects.get(scope="org", scope_id=default_org.pk, window="day")
+    assert (org_day.actions, org_day.spend) == (6, Decimal("0.0498"))
