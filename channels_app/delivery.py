@@ -370,21 +370,41 @@ async def _mark_pushed(message_id: str) -> None:
     """Record a push. Pushes that finish while a mark is being written are recorded together next:
     under load that is one pool hop and one write transaction for many rows instead of one each
     (each write waits for SQLite's one write lock). A row whose mark is lost (the process died) keeps
-    its lease until it expires and is then pushed again: delivered at least once, never lost."""
+    its lease until it expires and is then pushed again: delivered at least once, never lost.
+
+    The caller waits for its own mark only; marks that arrived meanwhile are written by a task of
+    their own, so a caller that pushes in a loop (the backlog on connect) is never held up by others.
+    """
     loop = asyncio.get_running_loop()
     pending = _marks_pending.get(loop)
     if pending is not None:
-        pending.append(message_id)  # the caller that is writing marks takes this one next
+        pending.append(message_id)  # a mark is being written: ours goes with the next one
         return
     pending = _marks_pending[loop] = [message_id]
+    handed_on = False
+    try:
+        await _write_marks(pending)
+        if pending:
+            _spawn(lambda: _write_all_marks(loop, pending))
+            handed_on = True
+    finally:
+        if not handed_on:
+            del _marks_pending[loop]
+
+
+async def _write_marks(pending: list[str]) -> None:
+    batch = pending[:]
+    pending.clear()
+    try:
+        await _db(messages_mark_pushed)(message_ids=batch)
+    except Exception:
+        logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
+
+
+async def _write_all_marks(loop: asyncio.AbstractEventLoop, pending: list[str]) -> None:
     try:
         while pending:
-            batch = pending[:]
-            pending.clear()
-            try:
-                await _db(messages_mark_pushed)(message_ids=batch)
-            except Exception:
-                logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
+            await _write_marks(pending)
     finally:
         del _marks_pending[loop]
 

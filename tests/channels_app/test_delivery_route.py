@@ -161,6 +161,9 @@ def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, mon
 
     async def push_all() -> None:
         await asyncio.gather(*(delivery._mark_pushed(message_id) for message_id in ids))
+        # The first caller waited for its own mark only; the others' is written by a task.
+        while asyncio.get_running_loop() in delivery._marks_pending:
+            await asyncio.sleep(0.01)
 
     asyncio.run(push_all())
     # The first push writes its mark at once; the three that finished meanwhile share the next one.
