@@ -2,8 +2,8 @@
 
 A send writes its Message row before the provider call and the outcome after, so a crash in between
 leaves a `pending` row that says so. A provider refusal leaves a `failed` row and gives back the usage
-reservation: nothing is charged or counted as sent. A provider that runs in this process and reaches
-nothing outside it (the demo sandbox) gets the same end states from one transaction (_send_in_process).
+reservation: nothing is charged or counted as sent. Demo mode's sandbox goes through the same steps,
+so demo sends exercise (and benchmarks measure) the path live sends take.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +20,7 @@ from django.utils import timezone
 from agents.crypto import decrypt
 from agents.models import AddressKind, Agent, AgentLimits, ChannelAddress
 from agents.services import default_email_address
-from agents.usage import opt_out_record, usage_commit, usage_record_create, usage_release
+from agents.usage import opt_out_record, usage_commit, usage_release
 from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
 from channels_app.models import Direction, Message, MessageStatus, new_message_id
 from channels_app.policy import policy_check, policy_reserve
@@ -191,8 +190,6 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         provider=provider.name,
         idempotency_key=request.idempotency_key,
     )
-    if getattr(provider, "in_process", False):
-        return _send_in_process(agent, limits, request, provider, outbound, row, estimate)
     try:
         with transaction.atomic():
             # The row first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
@@ -225,83 +222,6 @@ def _concurrent_replay(agent: Agent, request: SendRequest, error: IntegrityError
     if previous is None:
         raise error
     return send_result(previous)
-
-
-class _InProcessRefusal(Exception):
-    """Carries a provider failure out of the transaction, so the rollback gives the reservation back."""
-
-    def __init__(self, error: Exception, code: str) -> None:
-        super().__init__(code)
-        self.error, self.code = error, code
-
-
-def _failure_code(error: Exception) -> tuple[str, str]:
-    """The error_code and error_message a failed row records for a provider failure."""
-    if isinstance(error, ProviderError):
-        return error.code or error.reason, error.message
-    if isinstance(error, ProviderNotConfigured):
-        return "provider_not_configured", str(error)
-    return "internal_error", repr(error)
-
-
-def _send_in_process(
-    agent: Agent,
-    limits: AgentLimits,
-    request: SendRequest,
-    provider: Any,
-    outbound: OutboundMessage,
-    row: dict[str, Any],
-    estimate: Decimal,
-) -> dict[str, Any]:
-    """A provider that runs in this process with no effect outside it (the demo sandbox): the whole send is
-    one transaction, and the row is written once, with its outcome.
-
-    Writing the row before the provider call only matters when the call reaches the outside world (a
-    crash in between must leave a trace); here nothing has happened until the commit. So the provider is
-    asked first, the rows are written, and the limit counters are locked and bumped last, just before the
-    commit (on PostgreSQL their row locks, shared by every send of the agent and its organization, are
-    held that briefly). A policy refusal still wins over a provider refusal, as on the general path, and
-    rolls everything back. The end states are the general path's: a sent row with its usage counted, or
-    a failed row and nothing counted.
-    """
-    failure: Exception | None = None
-    result: SendResult | None = None
-    try:
-        result = provider.send(outbound)
-    except Exception as exc:  # classified below, after the policy has had its say
-        failure = exc
-    cost = result.cost if result is not None and result.cost is not None else estimate
-    try:
-        with transaction.atomic():
-            if result is not None:
-                status = result.status if result.status in MessageStatus.values else MessageStatus.QUEUED
-                message = Message.objects.create(
-                    **{**row, "provider": result.provider}, status=status, external_id=result.external_id, cost=cost
-                )
-                usage_record_create(agent=agent, action_type="send_message", channel=request.channel, cost=cost,
-                                    reference=message.pk)
-            # Reserved at the actual cost, so the counters need no re-pricing afterwards.
-            policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to, cost=cost,
-                           template_id=request.template_id)
-            if failure is not None:
-                raise _InProcessRefusal(failure, _failure_code(failure)[0])
-    except IntegrityError as exc:
-        return _concurrent_replay(agent, request, exc)
-    except _InProcessRefusal as refusal:
-        # As _record_refusal leaves it: a failed row, its key freed, nothing counted (rolled back).
-        code, detail = _failure_code(refusal.error)
-        Message.objects.create(**{**row, "idempotency_key": ""}, status=MessageStatus.FAILED,
-                               error_code=code[:40], error_message=detail)
-        error = refusal.error
-        if isinstance(error, ProviderError):
-            if error.reason == "recipient_opted_out":
-                opt_out_record(agent=agent, channel=request.channel, contact=request.to, keyword="PROVIDER")
-            raise provider_api_error(error) from None
-        if isinstance(error, ProviderNotConfigured):
-            raise provider_api_error(error) from None
-        raise error from None
-    metrics.MESSAGES_SENT.labels(channel=message.channel).inc()
-    return send_result(message)
 
 
 def _record_refusal(message: Message, reservation: Any, *, code: str, detail: str) -> None:

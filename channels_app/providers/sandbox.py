@@ -92,9 +92,6 @@ class SandboxMessagingProvider:
     """sms, whatsapp, email and line, simulated."""
 
     name = PROVIDER
-    # Runs in this process and reaches nothing outside it, so message_send may do the whole send in one
-    # transaction (channels_app.services._send_in_process).
-    in_process = True
 
     def __init__(self, channel: str) -> None:
         self.channel = channel

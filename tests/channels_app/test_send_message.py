@@ -269,10 +269,10 @@ def test_it_answers_503_when_the_channel_has_no_provider_configured(settings, ag
     assert Message.objects.count() == 0
 
 
-# --- the demo sandbox: one transaction per send, the same end states ------------------------------------
+# --- the demo sandbox: the same steps and end states as a live provider ---------------------------------
 
 
-def test_it_sends_through_the_sandbox_in_one_transaction_with_the_outcome_written_once(demo, agent):
+def test_it_records_a_sandbox_send_with_its_outcome_and_usage(demo, agent):
     _, token = agent
     status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
     assert status == 200, body
