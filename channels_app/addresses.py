@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 from django.core.exceptions import ValidationError
@@ -21,25 +22,32 @@ MESSAGE_CHANNELS = ("sms", "email", "whatsapp", "line")
 
 def normalize_phone(value: str, *, field: str = "to") -> str:
     """The number in E.164, or 400 invalid_phone naming the field."""
-    raw = value.strip()
-    if raw.lower().startswith("whatsapp:"):
-        raw = raw[len("whatsapp:") :]
-    try:
-        number = phonenumbers.parse(raw, None)
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is not None:
-        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        if phonenumbers.is_valid_number(number) or (
-            phonenumbers.is_possible_number(number) and _FICTIONAL_NANP.match(e164)
-        ):
-            return e164
+    e164 = _e164(value)
+    if e164 is not None:
+        return e164
     raise ApiError(
         400,
         "invalid_phone",
         f"{value!r} is not a valid phone number; use E.164 with the country code, e.g. +14155550123.",
         field=field,
     )
+
+
+@lru_cache(maxsize=4096)
+def _e164(value: str) -> str | None:
+    # libphonenumber's parse + validation is a tenth of a millisecond, and agents write to the same few
+    # contacts again and again; the answer for a given string never changes.
+    raw = value.strip()
+    if raw.lower().startswith("whatsapp:"):
+        raw = raw[len("whatsapp:") :]
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if phonenumbers.is_valid_number(number) or (phonenumbers.is_possible_number(number) and _FICTIONAL_NANP.match(e164)):
+        return e164
+    return None
 
 
 def normalize_email(value: str, *, field: str = "to") -> str:
