@@ -24,6 +24,7 @@ class WaitForMessageInput(OperationInput):
     method="GET",
     tool="comms_wait_for_message",
     input_model=WaitForMessageInput,
+    long_running=True,
     summary="Wait for the next inbound messages (long poll); returns and acknowledges them",
     description=(
         "Blocks until at least one waiting message (SMS, email, WhatsApp, LINE, voicemail, call outcome, "

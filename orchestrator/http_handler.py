@@ -22,13 +22,15 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
-from orchestrator.workers import run_blocking
+from orchestrator.operations import long_running_rest_paths
+from orchestrator.workers import run_blocking, run_long
 
 
 class PooledASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
+        self.long_paths = long_running_rest_paths()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -38,7 +40,8 @@ class PooledASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         try:
-            response = await run_blocking(self._respond, scope, body_file)
+            run = run_long if scope.get("path", "").rstrip("/") in self.long_paths else run_blocking
+            response = await run(self._respond, scope, body_file)
             try:
                 await self.send_response(response, send)
             finally:

@@ -44,7 +44,7 @@ from agents.principals import Principal
 from orchestrator import agent_registry, metrics
 from orchestrator.errors import ApiError
 from orchestrator.operations import Operation, operations_by_tool, render_text
-from orchestrator.workers import run_blocking
+from orchestrator.workers import run_blocking, run_long
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ async def run_operation(operation: Operation, principal: Principal, arguments: d
     a long poll or a slow provider call of one agent must not stall every other session."""
     if operation.tool in NON_BLOCKING_TOOLS:
         return operation.run(principal, arguments)
+    if operation.long_running:
+        return await run_long(operation.run, principal, arguments)
     return await run_blocking(operation.run, principal, arguments)
 
 

@@ -13,7 +13,7 @@ An operation module declares:
         return message_send(...)          # one service call, output shaped as contract §6.1
 
 REST views are built by `rest_urlpatterns()`; MCP tools by `orchestrator.mcp_server` from `OPERATIONS`.
-Handlers are synchronous (they use the ORM); async callers run them with `sync_to_async`.
+Handlers are synchronous (they use the ORM); async callers run them on `orchestrator.workers`' pools.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ class Operation:
     # Path parameters (e.g. "agentId" in agents/<agentId>/regenerate-token) are merged into the input.
     path_params: tuple[str, ...] = ()
     output_model: type[BaseModel] | None = None
+    # Holds its thread for seconds (a long poll): runs on the long-call pool so that waiting callers
+    # cannot take every worker thread from ordinary requests (orchestrator.workers).
+    long_running: bool = False
 
     def parse(self, raw: dict[str, Any]) -> OperationInput:
         return parse_input(self.input_model, raw)
@@ -77,6 +80,7 @@ def operation(
     public: bool = False,
     path_params: tuple[str, ...] = (),
     output_model: type[BaseModel] | None = None,
+    long_running: bool = False,
 ) -> Callable[[Callable[[Principal, InputT], dict[str, Any]]], Callable[[Principal, InputT], dict[str, Any]]]:
     def register(handler: Callable[[Principal, InputT], dict[str, Any]]) -> Callable[[Principal, InputT], dict[str, Any]]:
         name = handler.__name__
@@ -94,10 +98,17 @@ def operation(
             public=public,
             path_params=path_params,
             output_model=output_model,
+            long_running=long_running,
         )
         return handler
 
     return register
+
+
+def long_running_rest_paths() -> frozenset[str]:
+    """The REST paths whose requests run on the long-call pool."""
+    load_operation_modules()
+    return frozenset(f"/api/v1/{op.path}" for op in OPERATIONS.values() if op.long_running)
 
 
 def operations_by_tool() -> dict[str, Operation]:

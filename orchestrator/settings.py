@@ -147,6 +147,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # which keeps its database connection this many seconds: a process holds at most WORKER_THREADS
 # connections. 0 reconnects for every request (slow: a fresh connection costs more than most requests).
 WORKER_THREADS: int = env.int("WORKER_THREADS", 32, minimum=1, maximum=256)
+# Long polls (wait-for-message) get threads of their own, so waiting agents never starve other requests.
+LONG_CALL_THREADS: int = env.int("LONG_CALL_THREADS", 64, minimum=1, maximum=1024)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 300, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

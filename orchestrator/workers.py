@@ -26,18 +26,25 @@ from django.db import close_old_connections, connections
 T = TypeVar("T")
 
 
-def _new_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=settings.WORKER_THREADS, thread_name_prefix="worker")
-
-
 _pool: ThreadPoolExecutor | None = None
+_long_pool: ThreadPoolExecutor | None = None
 
 
 def pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = _new_pool()
+        _pool = ThreadPoolExecutor(max_workers=settings.WORKER_THREADS, thread_name_prefix="worker")
     return _pool
+
+
+def long_pool() -> ThreadPoolExecutor:
+    """Threads for calls that hold their thread for seconds (long polls): however many agents wait, the
+    ordinary pool stays free for everything else. These threads keep connections too; a process's
+    total is at most WORKER_THREADS + LONG_CALL_THREADS."""
+    global _long_pool
+    if _long_pool is None:
+        _long_pool = ThreadPoolExecutor(max_workers=settings.LONG_CALL_THREADS, thread_name_prefix="long-call")
+    return _long_pool
 
 
 async def run_blocking(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -45,10 +52,19 @@ async def run_blocking(function: Callable[..., T], *args: Any, **kwargs: Any) ->
 
     The caller's context variables travel with the call, as they do through `sync_to_async`.
     """
+    return await _run_on(pool(), function, *args, **kwargs)
+
+
+async def run_long(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """As run_blocking, on the long-call pool (see long_pool)."""
+    return await _run_on(long_pool(), function, *args, **kwargs)
+
+
+async def _run_on(executor: ThreadPoolExecutor, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     call = partial(context.run, _on_worker, loop, function, *args, **kwargs)
-    return await loop.run_in_executor(pool(), call)
+    return await loop.run_in_executor(executor, call)
 
 
 _thread_state = threading.local()
@@ -79,11 +95,16 @@ def with_connections(function: Callable[..., T], *args: Any, **kwargs: Any) -> T
 
 
 def reset_worker_threads() -> None:
-    """Retire the pool and close its threads' database connections (tests; before a database is dropped)."""
-    global _pool
-    retired, _pool = _pool, None
-    if retired is None:
-        return
+    """Retire the pools and close their threads' database connections (tests; before a database is dropped)."""
+    global _pool, _long_pool
+    retired_pools = [_pool, _long_pool]
+    _pool = _long_pool = None
+    for retired in retired_pools:
+        if retired is not None:
+            _retire(retired)
+
+
+def _retire(retired: ThreadPoolExecutor) -> None:
     # Connections are thread-local: each worker must close its own. One task per worker, held at a
     # barrier so that no worker takes two of them.
     workers = max(len(retired._threads), 1)  # noqa: SLF001

@@ -53,3 +53,33 @@ async def test_it_serves_json_errors_and_the_admin_through_the_pool(asgi_server:
     assert login.status_code == 200 and "csrftoken" in login.cookies
     # No CSRF token sent: Django's CSRF protection still runs on this path.
     assert posted.status_code == 403
+
+
+async def test_it_keeps_answering_while_more_agents_long_poll_than_there_are_worker_threads(
+    asgi_server: LiveServer, make_agent, settings
+) -> None:
+    """Long polls hold their thread for their whole wait; they run on threads of their own, so agents
+    waiting for messages cannot starve every other request."""
+    import asyncio
+    import time
+
+    from orchestrator.workers import reset_worker_threads
+
+    settings.WORKER_THREADS, settings.LONG_CALL_THREADS = 2, 8
+    await asyncio.get_running_loop().run_in_executor(None, reset_worker_threads)
+    _agent, token = await sync_to_async(make_agent)()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=asgi_server.url, headers=headers, timeout=30) as client:
+        polls = [
+            asyncio.create_task(client.get("/api/v1/wait-for-message", params={"timeoutSeconds": "5"}))
+            for _ in range(4)
+        ]
+        await asyncio.sleep(0.5)  # the polls are waiting now
+        started = time.monotonic()
+        health = await client.get("/api/v1/health")
+        answered_after = time.monotonic() - started
+        results = await asyncio.gather(*polls)
+
+    assert health.status_code == 200
+    assert answered_after < 2.5, f"health waited {answered_after:.1f} s behind the long polls"
+    assert [(r.status_code, r.json()["count"]) for r in results] == [(200, 0)] * 4
