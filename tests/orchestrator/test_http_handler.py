@@ -69,6 +69,9 @@ async def test_it_keeps_answering_while_more_agents_long_poll_than_there_are_wor
     _agent, token = await sync_to_async(make_agent)()
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=asgi_server.url, headers=headers, timeout=30) as client:
+        # The token's first use records last_used_at; done now, not by five requests at once (the test
+        # database is SQLite in memory, whose shared cache refuses concurrent writers outright).
+        assert (await client.get("/api/v1/health")).status_code == 200
         polls = [
             asyncio.create_task(client.get("/api/v1/wait-for-message", params={"timeoutSeconds": "5"}))
             for _ in range(4)
