@@ -4,10 +4,12 @@ Django's own ASGI handler starts a new thread for every request (asgiref's Threa
 so a request's database connection cannot outlive it: every request connected afresh, and a
 persistent connection per thread would pile up until PostgreSQL refuses clients. Here a fixed set
 of threads serves HTTP requests (`orchestrator.http_handler`) and MCP tool calls alike, and each
-thread keeps its connection between calls (`CONN_MAX_AGE`), as a WSGI server's threads do. A
-process therefore holds at most `WORKER_THREADS` database connections.
+thread keeps its connection between calls (`CONN_MAX_AGE`), as a WSGI server's threads do. Long
+polls (`comms_wait_for_message`) get a pool of their own, so waiting agents never hold the threads
+other requests need. A process therefore holds at most `WORKER_THREADS` + `LONG_CALL_THREADS`
+database connections.
 
-A long poll (`comms_wait_for_message`) or a slow provider call occupies one thread, not the process.
+A slow provider call occupies one thread, not the process.
 """
 
 from __future__ import annotations
