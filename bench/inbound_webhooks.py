@@ -67,6 +67,19 @@ def signed_requests(count: int, public_base_url: str, tag: str) -> list[tuple[st
     return requests
 
 
+
+def throughput_result(latencies: list[float], *, cpu: float, wall: float) -> dict[str, float]:
+    """One throughput run's figures, whichever client sent the webhooks."""
+    return {
+        "count": len(latencies),
+        "cpu": cpu,
+        "wall": wall,
+        "per_cpu_second": len(latencies) / cpu if cpu else float("inf"),
+        "per_wall_second": len(latencies) / wall,
+        "p50": statistics.median(latencies),
+        "p99": percentile(latencies, 0.99),
+    }
+
 async def throughput(server: Any, requests: list[tuple[str, bytes, dict[str, str]]], senders: int) -> dict[str, float]:
     latencies: list[float] = []
     queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
@@ -90,15 +103,7 @@ async def throughput(server: Any, requests: list[tuple[str, bytes, dict[str, str
     # Deliveries run after the 200; let them finish and count their CPU too.
     await asyncio.sleep(1.0)
     cpu = server.cpu_seconds() - cpu_before
-    return {
-        "count": len(latencies),
-        "cpu": cpu,
-        "wall": wall,
-        "per_cpu_second": len(latencies) / cpu if cpu else float("inf"),
-        "per_wall_second": len(latencies) / wall,
-        "p50": statistics.median(latencies),
-        "p99": percentile(latencies, 0.99),
-    }
+    return throughput_result(latencies, cpu=cpu, wall=wall)
 
 
 async def raw_throughput(server: Any, requests: list[tuple[str, bytes, dict[str, str]]], senders: int) -> dict[str, float]:
@@ -136,15 +141,7 @@ async def raw_throughput(server: Any, requests: list[tuple[str, bytes, dict[str,
     wall = time.perf_counter() - wall_before
     await asyncio.sleep(1.0)
     cpu = server.cpu_seconds() - cpu_before
-    return {
-        "count": len(latencies),
-        "cpu": cpu,
-        "wall": wall,
-        "per_cpu_second": len(latencies) / cpu if cpu else float("inf"),
-        "per_wall_second": len(latencies) / wall,
-        "p50": statistics.median(latencies),
-        "p99": percentile(latencies, 0.99),
-    }
+    return throughput_result(latencies, cpu=cpu, wall=wall)
 
 
 async def notification_latency(
