@@ -313,18 +313,12 @@ def usage_commit(
     if cost is not None and cost != reservation.spend:
         _lock_bucket_ids(reservation.bucket_ids)
         UsageBucket.objects.filter(pk__in=reservation.bucket_ids).update(spend=F("spend") + (cost - reservation.spend))
-    usage_record_create(agent=agent, action_type=action_type, channel=channel,
-                        cost=cost if cost is not None else reservation.spend, reference=reference)
-
-
-def usage_record_create(*, agent: Agent, action_type: str, channel: str, cost: Decimal, reference: str = "") -> None:
-    """Record a completed action whose counters were already bumped at its actual cost."""
     UsageRecord.objects.create(
         agent=agent,
         organization_id=agent.organization_id,
         action_type=action_type,
         channel=channel,
-        provider_cost=cost,
+        provider_cost=cost if cost is not None else reservation.spend,
         reference=reference,
     )
 

@@ -417,7 +417,7 @@ async def push_message(message_id: str) -> bool:
 
 async def deliver_message(message_id: str) -> str:
     """Deliver a freshly stored event once; returns the path: wait | mcp | callback | waiting."""
-    from orchestrator.agent_registry import is_agent_connected, local_session
+    from orchestrator.agent_registry import local_session
 
     def plan() -> tuple[Message | None, str]:
         # One pool hop for the reads and, when the agent's session lives in this process, the claim:
@@ -434,23 +434,13 @@ async def deliver_message(message_id: str) -> str:
     message, step = await _db(plan)()
     if message is None:
         return step
-    agent_id = message.agent_id
     if step == VIA_WAIT:
         # The waiter takes it with its next poll; wake it now if it lives in this process.
-        _wake_local_waiters(agent_id)
+        _wake_local_waiters(message.agent_id)
         return VIA_WAIT
-    if step == VIA_MCP:
-        if await _push_claimed(message):
-            return VIA_MCP
-    # Another process may hold the session (REDIS_URL); asking first spares an offline agent's
-    # message a claim/release round trip.
-    elif await is_agent_connected(agent_id) and await push_message(message_id):
+    if step == VIA_MCP and await _push_claimed(message):
         return VIA_MCP
-    if message.agent.callback_url and message.agent.status == AgentStatus.ACTIVE:
-        delivered = await _db(callback_attempt)(message_id)
-        if delivered:
-            return VIA_CALLBACK
-    return "waiting"
+    return await _deliver_in_hand(message)
 
 
 async def push_waiting_on_connect(agent_id: str) -> None:

@@ -22,7 +22,7 @@ from agents.models import AddressKind, Agent, AgentLimits, ChannelAddress
 from agents.services import default_email_address
 from agents.usage import opt_out_record, usage_commit, usage_release
 from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
-from channels_app.models import Direction, Message, MessageStatus, new_message_id
+from channels_app.models import Direction, Message, MessageStatus
 from channels_app.policy import policy_check, policy_reserve
 from channels_app.providers.base import (
     OutboundMessage,
@@ -159,7 +159,34 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
 
     estimate, _segments = estimate_message_cost(request.channel, request.body, len(request.media_urls))
     limits = getattr(agent, "limits", None) or AgentLimits.objects.get_or_create(agent=agent)[0]
-    message_id = new_message_id()
+    try:
+        with transaction.atomic():
+            # The row first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
+            # send of the agent and of its organization) are then held only until the commit just after.
+            message = Message.objects.create(
+                agent=agent,
+                organization_id=agent.organization_id,
+                direction=Direction.OUTBOUND,
+                channel=request.channel,
+                from_address=from_address,
+                to_address=request.to,
+                subject=request.subject,
+                body=request.body,
+                html=request.html,
+                media_urls=list(request.media_urls),
+                status=MessageStatus.PENDING,
+                provider=provider.name,
+                idempotency_key=request.idempotency_key,
+            )
+            reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
+                                         cost=estimate, template_id=request.template_id)
+    except IntegrityError:
+        # A concurrent request with the same idempotencyKey won the insert: answer with its message.
+        previous = Message.objects.filter(agent=agent, idempotency_key=request.idempotency_key).first()
+        if previous is None:
+            raise
+        return send_result(previous)
+
     outbound = OutboundMessage(
         channel=request.channel,
         from_address=from_address,
@@ -172,34 +199,9 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         template_vars=request.template_vars,
         agent_id=agent.pk,
         # Our message id doubles as the provider's idempotency key, so a provider-side retry sends once.
-        idempotency_key=message_id,
+        idempotency_key=message.pk,
         credentials=credentials,
     )
-    row = dict(
-        id=message_id,
-        agent=agent,
-        organization_id=agent.organization_id,
-        direction=Direction.OUTBOUND,
-        channel=request.channel,
-        from_address=from_address,
-        to_address=request.to,
-        subject=request.subject,
-        body=request.body,
-        html=request.html,
-        media_urls=list(request.media_urls),
-        provider=provider.name,
-        idempotency_key=request.idempotency_key,
-    )
-    try:
-        with transaction.atomic():
-            # The row first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
-            # send of the agent and of its organization) are then held only until the commit just after.
-            message = Message.objects.create(**row, status=MessageStatus.PENDING)
-            reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
-                                         cost=estimate, template_id=request.template_id)
-    except IntegrityError as exc:
-        return _concurrent_replay(agent, request, exc)
-
     try:
         result = provider.send(outbound)
     except ProviderError as exc:
@@ -214,14 +216,6 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         _record_refusal(message, reservation, code="internal_error", detail=repr(exc))
         raise
     return _record_sent(agent, message, reservation, result)
-
-
-def _concurrent_replay(agent: Agent, request: SendRequest, error: IntegrityError) -> dict[str, Any]:
-    """A concurrent request with the same idempotencyKey won the insert: answer with its message."""
-    previous = Message.objects.filter(agent=agent, idempotency_key=request.idempotency_key).first()
-    if previous is None:
-        raise error
-    return send_result(previous)
 
 
 def _record_refusal(message: Message, reservation: Any, *, code: str, detail: str) -> None:
