@@ -305,12 +305,7 @@ class McpGate:
         self, manager: StreamableHTTPSessionManager, session_id: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         if scope["method"] == "GET":
-            # The GET stream is the session's only way to receive server-initiated messages.
-            await streams.opened(session_id)
-            try:
-                await manager.handle_request(scope, receive, send)
-            finally:
-                await streams.closed(session_id)
+            await self._serve_get_stream(manager, session_id, scope, receive, send)
             return
         status: list[int] = []
 
@@ -322,6 +317,35 @@ class McpGate:
         await manager.handle_request(scope, receive, watch)
         if scope["method"] == "DELETE" or (status and status[0] == 404):
             self.http_pins.pop(session_id, None)
+
+    async def _serve_get_stream(
+        self, manager: StreamableHTTPSessionManager, session_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The GET stream is the session's only way to receive server-initiated messages.
+
+        The agent reads as connected only once the SDK can carry a push on it. A push into the
+        gap before that is dropped by the SDK yet reported as sent, so the inbound message it
+        carried would be marked delivered and never arrive. A refused GET (a second stream: 409)
+        never registers.
+        """
+        opened = False
+
+        async def send_then_register(message: Message) -> None:
+            nonlocal opened
+            await send(message)
+            if message["type"] == "http.response.start" and message["status"] == 200 and not opened:
+                opened = True
+                # sse_starlette sends these headers from the first task of its task group and
+                # installs the SDK's stream writer from a later one of the same group; one turn of
+                # the loop lets that writer claim the session's GET stream before we announce it.
+                await asyncio.sleep(0)
+                await streams.opened(session_id)
+
+        try:
+            await manager.handle_request(scope, receive, send_then_register)
+        finally:
+            if opened:
+                await streams.closed(session_id)
 
     async def _manager(self) -> StreamableHTTPSessionManager:
         """This event loop's session manager, started on first use (daphne sends no lifespan)."""

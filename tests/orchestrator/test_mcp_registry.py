@@ -208,25 +208,51 @@ async def test_a_dead_client_is_noticed(asgi_server: LiveServer, make_agent, tra
     assert await agent_registry.notify_agent("agent-a", {"id": "late"}) is False
 
 
-async def test_connect_listeners_hear_of_each_registered_agent(asgi_server: LiveServer, make_agent) -> None:
+@pytest.mark.parametrize("transport", ["sse", "streamable"])
+async def test_connect_listeners_hear_of_each_registered_agent_and_can_push_at_once(
+    asgi_server: LiveServer, make_agent, transport: str
+) -> None:
+    # A listener pushing the moment the agent registers is how waiting messages go out on connect:
+    # over Streamable HTTP that push must find the GET stream already in place, or it is lost.
     token = await agent_token(make_agent)
     heard: list[str] = []
+    pushed: list[bool] = []
 
     async def listener(agent_id: str) -> None:
         heard.append(agent_id)
-        await agent_registry.notify_agent(agent_id, {"id": "was-waiting"})
+        pushed.append(await agent_registry.notify_agent(agent_id, {"id": "was-waiting"}))
 
     inbox = Inbox()
     agent_registry.add_connect_listener(listener)
     try:
-        async with sse_session(f"{asgi_server.url}/sse?token={token}", logging_callback=inbox):
+        if transport == "sse":
+            client = sse_session(f"{asgi_server.url}/sse?token={token}", logging_callback=inbox)
+        else:
+            client = streamable_session(f"{asgi_server.url}/mcp", headers=bearer(token), logging_callback=inbox)
+        async with client:
             await asyncio.wait_for(inbox.arrived.wait(), timeout=5)
     finally:
         agent_registry.remove_connect_listener(listener)
     assert heard == ["agent-a"]
+    assert pushed == [True]
     assert inbox.events[0].data == {"id": "was-waiting"}
 
 
 async def _registered_other_than(agent_id: str, session: agent_registry.LiveSession | None) -> bool:
     current = agent_registry.local_session(agent_id)
     return current is not None and current is not session
+
+
+async def test_a_streamable_http_agent_is_reachable_the_moment_it_reads_as_connected(
+    asgi_server: LiveServer, make_agent
+) -> None:
+    # Nothing may read as connected before the GET stream can carry a push: a message pushed into
+    # the gap would be marked delivered and never arrive.
+    token = await agent_token(make_agent)
+    inbox = Inbox()
+    async with streamable_session(f"{asgi_server.url}/mcp", headers=bearer(token), logging_callback=inbox):
+        while agent_registry.local_session("agent-a") is None:
+            await asyncio.sleep(0)
+        assert await agent_registry.notify_agent("agent-a", {"id": "first-moment"}) is True
+        await asyncio.wait_for(inbox.arrived.wait(), timeout=5)
+    assert inbox.events[0].data == {"id": "first-moment"}
