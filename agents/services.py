@@ -224,3 +224,14 @@ def auth_failure_record(*, client_address: str) -> int:
                     AuthFailureWindow.objects.filter(client_address=client_address).update(failures=F("failures") + 1)
     row = AuthFailureWindow.objects.filter(client_address=client_address).first()
     return row.failures if row else 1
+
+
+def auth_failure_windows_prune() -> int:
+    """Delete failed-auth windows that have run out; returns how many.
+
+    An expired window throttles nobody (the next failure resets it), so removing it changes no
+    answer; without this, every address that ever failed once keeps a row for good.
+    """
+    expired_before = timezone.now() - timedelta(seconds=settings.AUTH_FAILURE_WINDOW_SECONDS)
+    deleted, _ = AuthFailureWindow.objects.filter(window_started_at__lte=expired_before).delete()
+    return deleted

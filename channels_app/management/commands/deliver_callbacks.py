@@ -1,4 +1,5 @@
-"""The delivery worker: POSTs due callbacks (with retries and backoff) and purges expired message bodies.
+"""The delivery worker: POSTs due callbacks (with retries and backoff); every few minutes it also erases
+message bodies past retention and deletes expired failed-auth windows.
 
 `make run` starts it beside the server. Safe to run several: each row is claimed with a conditional UPDATE.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from agents.services import auth_failure_windows_prune
 from channels_app import delivery
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,8 @@ def _attempt(message_id: str) -> bool | None:
 
 
 class Command(BaseCommand):
-    help = "Deliver inbound messages to agents' callback URLs (retries with backoff) and purge old bodies."
+    help = ("Deliver inbound messages to agents' callback URLs (retries with backoff), purge old bodies "
+            "and expired failed-auth windows.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one pass and exit.")
@@ -50,9 +53,12 @@ class Command(BaseCommand):
                     results = list(pool.map(_attempt, due))
                     if time.monotonic() - last_purge > PURGE_EVERY_SECONDS or options["once"]:
                         purged = delivery.message_bodies_purge()
+                        pruned = auth_failure_windows_prune()
                         last_purge = time.monotonic()
                         if purged:
                             logger.info("Erased %d delivered message bodies past retention", purged)
+                        if pruned:
+                            logger.info("Deleted %d expired failed-auth windows", pruned)
                 except Exception:
                     # A database hiccup must not end the worker; the next pass retries.
                     logger.exception("Delivery pass failed")
