@@ -19,13 +19,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from orchestrator import metrics  # noqa: E402, F401  (imported now so uptime counts from server start)
 from orchestrator.lifespan import LifespanApp  # noqa: E402
 from orchestrator.logging import install_redaction_on_all_handlers  # noqa: E402
-from orchestrator.routing import PathDispatcher, http_mounts, websocket_urlpatterns  # noqa: E402
+from orchestrator.routing import PathDispatcher, http_mounts, static_prefixes, websocket_urlpatterns  # noqa: E402
 
 install_redaction_on_all_handlers()
 
 application = ProtocolTypeRouter(
     {
-        "http": PathDispatcher(mounts=http_mounts(), default=django_asgi_app),
+        "http": PathDispatcher(mounts=http_mounts(), prefixes=static_prefixes(), default=django_asgi_app),
         # Twilio (not a browser) opens the voice socket, so no origin validator wraps it;
         # the consumer authenticates the upgrade itself (contract §8).
         "websocket": URLRouter(websocket_urlpatterns()),

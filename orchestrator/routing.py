@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from asgiref.typing import ASGIApplication
 
 Scope = dict[str, Any]
 
+logger = logging.getLogger(__name__)
+
 
 class PathDispatcher:
-    """Send exact paths (and their trailing-slash twins) to mounted ASGI apps, the rest to Django."""
+    """Send exact paths (and their trailing-slash twins) to mounted ASGI apps, paths under a prefix to
+    that prefix's app (with the prefix as its root_path), the rest to Django."""
 
-    def __init__(self, *, mounts: dict[str, Any], default: Any) -> None:
+    def __init__(self, *, mounts: dict[str, Any], default: Any, prefixes: dict[str, Any] | None = None) -> None:
         self.mounts = dict(mounts)
         for path, app in list(mounts.items()):
             self.mounts.setdefault(path.rstrip("/") + "/", app)
+        self.prefixes = {"/" + prefix.strip("/") + "/": app for prefix, app in (prefixes or {}).items()}
         self.default = default
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        app = self.mounts.get(scope.get("path", ""), self.default)
+        path = scope.get("path", "")
+        for prefix, prefixed_app in self.prefixes.items():
+            if path.startswith(prefix):
+                await prefixed_app({**scope, "root_path": scope.get("root_path", "") + prefix[:-1]}, receive, send)
+                return
+        app = self.mounts.get(path, self.default)
         if app is not self.default and _declared_length(scope) > MAX_BODY_BYTES:
             # Django's middleware enforces the cap for its own views; mounted apps get it here.
             await _send_json(send, 413, {"error": "Request bodies are limited to 1 MB.", "code": "payload_too_large"})
@@ -60,6 +70,31 @@ def http_mounts() -> dict[str, Any]:
     return mcp_http_mounts()
 
 
+def static_prefixes() -> dict[str, Any]:
+    """`STATIC_URL` served from `STATIC_ROOT` (filled by `manage.py collectstatic`) when not DEBUG.
+
+    Daphne and uvicorn serve no files, so without this a production server's admin comes up
+    unstyled unless a proxy serves them. With DEBUG, Django's staticfiles view serves the apps'
+    files directly (orchestrator/urls.py) and no collectstatic is needed. Starlette (the MCP SDK's
+    web layer) does the file serving: ETag and Last-Modified with 304s, HEAD, ranges, and no path
+    outside the directory.
+    """
+    from django.conf import settings
+
+    if settings.DEBUG or not settings.SERVE_STATIC_FILES:
+        return {}
+    from starlette.middleware.exceptions import ExceptionMiddleware
+    from starlette.staticfiles import StaticFiles
+
+    if not settings.STATIC_ROOT.is_dir():
+        logger.warning(
+            "SERVE_STATIC_FILES is on but %s does not exist: run `manage.py collectstatic --no-input` "
+            "or the admin pages come up unstyled.", settings.STATIC_ROOT
+        )
+    # StaticFiles answers 404/405 by raising HTTPException, which only a Starlette app turns into a response.
+    return {settings.STATIC_URL: ExceptionMiddleware(StaticFiles(directory=settings.STATIC_ROOT, check_dir=False))}
+
+
 def websocket_urlpatterns() -> list[Any]:
     patterns: list[Any] = []
     try:
@@ -70,4 +105,4 @@ def websocket_urlpatterns() -> list[Any]:
     return patterns
 
 
-__all__ = ["ASGIApplication", "PathDispatcher", "http_mounts", "websocket_urlpatterns"]
+__all__ = ["ASGIApplication", "PathDispatcher", "http_mounts", "static_prefixes", "websocket_urlpatterns"]

@@ -170,8 +170,11 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "static"
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", str(BASE_DIR / "static")))
+# With DEBUG off the server itself serves STATIC_ROOT under STATIC_URL (orchestrator.routing); turn
+# it off when a proxy or CDN serves them.
+SERVE_STATIC_FILES: bool = env.bool("SERVE_STATIC_FILES", True)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 

@@ -20,5 +20,6 @@ urlpatterns = [
 ]
 
 # DEBUG only (it returns nothing otherwise): daphne, unlike runserver, serves no static files, and
-# the admin of a `make run` checkout should not come up unstyled. Production: collectstatic + the proxy.
+# the admin of a `make run` checkout should not come up unstyled. Without DEBUG the collected files are
+# served ahead of Django (orchestrator.routing.static_prefixes).
 urlpatterns += staticfiles_urlpatterns()
