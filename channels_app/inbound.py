@@ -1,10 +1,11 @@
 """Inbound writes: store what a provider webhook reports, once, then hand it to delivery (contract §8).
 
-Each service takes an already verified payload. It records the provider's event id and the message in
-one transaction - a redelivery hits the unique WebhookEvent row, which is the transaction's first
-write, and changes nothing - and hands the inserted row to delivery after the commit, so the provider
-gets its 200 without waiting for the agent. The row is built and its delivery route decided before
-the transaction starts, so the transaction (on SQLite, the one write lock) holds only the inserts.
+Each service takes an already verified payload. Its transaction's first write is a row that is unique
+per provider event - the inbound Twilio message itself, or a WebhookEvent row for events whose id is not
+a message's - so a redelivery fails on it and changes nothing. The inserted row is handed to delivery
+after the commit, so the provider gets its 200 without waiting for the agent. The row is built and its
+delivery route decided before the transaction starts, so the transaction (on SQLite, the one write
+lock) holds only the writes.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def twilio_message_receive(
 
     A retry carries the same MessageSid (and I-Twilio-Idempotency-Token, used when the sid is absent).
     """
-    event_id = params.get("MessageSid") or params.get("SmsSid") or idempotency_token
+    # Cut to the width of Message.external_id (128): the id is the dedupe key, compared as stored.
+    event_id = (params.get("MessageSid") or params.get("SmsSid") or idempotency_token)[:128]
     sender = _strip_whatsapp(params.get("From", ""))
     body = params.get("Body", "")
     route = _route(agent, channel)
@@ -162,12 +164,23 @@ def twilio_message_receive(
         external_id=event_id,
     )
     try:
-        with _once("twilio", event_id):
-            reply = _keyword_reply(agent, channel, sender, body)
+        with transaction.atomic():
+            # The message is its own dedupe key (Message's unique_inbound_twilio_message) and the
+            # transaction's first write, so a redelivery - also one arriving concurrently, which waits
+            # on the unique index - fails before the keywords are applied and rolls everything back.
             _insert(message, route)
-    except _Redelivery:
+            reply = _keyword_reply(agent, channel, sender, body)
+    except IntegrityError:
+        if not (event_id and _twilio_message_stored(event_id)):
+            raise  # not a repeat: a real error of the transaction
         return InboundOutcome(duplicate=True)
     return InboundOutcome(message_id=message.id, reply=reply)
+
+
+def _twilio_message_stored(event_id: str) -> bool:
+    return Message.objects.filter(
+        provider="twilio", direction=Direction.INBOUND, kind=MessageKind.MESSAGE, external_id=event_id
+    ).exists()
 
 
 # Twilio's MessageStatus values → ours, with a rank: status only moves forward.

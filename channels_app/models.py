@@ -80,7 +80,17 @@ class Message(models.Model):
                 fields=["agent", "idempotency_key"],
                 condition=~Q(idempotency_key=""),
                 name="unique_idempotency_key_per_agent",
-            )
+            ),
+            # A Twilio MessageSid (or idempotency token) names one inbound message, so the row is its
+            # own redelivery guard: one insert per webhook instead of a WebhookEvent row and the message
+            # (channels_app.inbound.twilio_message_receive). Other providers keep WebhookEvent: their
+            # event ids are not the message's (Svix, LINE), and not every event stores a message.
+            models.UniqueConstraint(
+                fields=["provider", "external_id"],
+                condition=Q(direction=Direction.INBOUND, kind=MessageKind.MESSAGE, provider="twilio")
+                & ~Q(external_id=""),
+                name="unique_inbound_twilio_message",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -88,7 +98,10 @@ class Message(models.Model):
 
 
 class WebhookEvent(models.Model):
-    """Provider event ids already processed, so a redelivery is acknowledged and processed once."""
+    """Provider event ids already processed, so a redelivery is acknowledged and processed once.
+
+    Inbound Twilio messages need no row here: the message itself is unique (unique_inbound_twilio_message).
+    """
 
     provider = models.CharField(max_length=20)
     event_id = models.CharField(max_length=200)

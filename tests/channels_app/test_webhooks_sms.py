@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents.models import AgentStatus, OptOut
 from agents.services import AgentAddresses
@@ -16,6 +19,8 @@ from tests.channels_app.webhook_support import TWILIO_TOKEN, fixture, post_twili
 pytestmark = pytest.mark.usefixtures("webhook_secrets")
 
 PATH = "/webhooks/agent-a/sms"
+# BEGIN/COMMIT and the savepoints of the test's own transaction differ between SQLite and PostgreSQL.
+TRANSACTION_CONTROL = re.compile(r"^(BEGIN|COMMIT|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK)", re.IGNORECASE)
 
 
 @pytest.fixture
@@ -126,8 +131,40 @@ def test_it_processes_a_redelivery_once(client, agent):
     for _ in range(3):
         response = post_twilio(client, PATH, params, headers={"I-Twilio-Idempotency-Token": "b1c2d3-retry"})
         assert response.status_code == 200
-    assert Message.objects.count() == 1
-    assert WebhookEvent.objects.filter(provider="twilio", event_id=params["MessageSid"]).count() == 1
+        assert b"<Message>" not in response.content
+    assert Message.objects.get().external_id == params["MessageSid"]
+
+
+def test_it_processes_a_redelivery_without_a_message_sid_once_by_its_idempotency_token(client, agent):
+    params = {key: value for key, value in fixture("twilio_sms.json").items() if key not in ("MessageSid", "SmsSid")}
+    for token in ("b1c2d3-retry", "b1c2d3-retry", "e4f5a6-other"):
+        response = post_twilio(client, PATH, params, headers={"I-Twilio-Idempotency-Token": token})
+        assert response.status_code == 200
+    assert sorted(Message.objects.values_list("external_id", flat=True)) == ["b1c2d3-retry", "e4f5a6-other"]
+
+
+def test_it_stores_every_webhook_that_carries_no_id_at_all(client, agent):
+    params = {key: value for key, value in fixture("twilio_sms.json").items() if key not in ("MessageSid", "SmsSid")}
+    for _ in range(2):
+        assert post_twilio(client, PATH, params).status_code == 200
+    assert Message.objects.count() == 2
+
+
+def test_the_same_sid_for_another_agent_is_still_a_redelivery(client, agent, make_agent):
+    # Twilio's sids are global: a second delivery to another URL is the same message, stored once.
+    make_agent("agent-b", addresses=AgentAddresses(phone="+14155550101"))
+    params = fixture("twilio_sms.json")
+    assert post_twilio(client, PATH, params).status_code == 200
+    assert post_twilio(client, "/webhooks/agent-b/sms", params).status_code == 200
+    assert Message.objects.get().agent_id == "agent-a"
+
+
+def test_it_reads_the_agent_and_writes_one_row_per_message(client, agent):
+    with CaptureQueriesContext(connection) as queries:
+        assert post_twilio(client, PATH, fixture("twilio_sms.json")).status_code == 200
+    statements = [query["sql"] for query in queries.captured_queries if not TRANSACTION_CONTROL.match(query["sql"])]
+    assert [statement.split()[0] for statement in statements] == ["SELECT", "INSERT"]
+    assert '"channels_app_message"' in statements[1]
 
 
 def test_it_answers_a_blocked_channel_with_empty_twiml_and_stores_nothing(client, agent):
