@@ -9,6 +9,7 @@ import re
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from twilio.request_validator import RequestValidator
 
 from agents.models import AgentStatus, OptOut
 from agents.services import AgentAddresses
@@ -124,6 +125,31 @@ def test_it_verifies_a_json_body_by_its_body_hash(client, agent):
     response = client.post(f"{PATH}?{query}", tampered, content_type="application/json", HTTP_X_TWILIO_SIGNATURE=signature)
     assert response.status_code == 403
     assert hashlib.sha256(tampered.encode()).hexdigest() not in query
+
+
+def test_it_accepts_a_signature_over_the_url_with_its_default_port(client, agent):
+    # Twilio sometimes signs https://host:443/…; the SDK's check accepts both spellings.
+    response = post_twilio(client, PATH, fixture("twilio_sms.json"), signed_url="https://comms.example.com:443" + PATH)
+    assert response.status_code == 200
+    assert Message.objects.count() == 1
+
+
+def test_it_verifies_a_sha256_signature_named_in_the_signature_settings_header(client, agent):
+    params = fixture("twilio_sms.json")
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature("https://comms.example.com" + PATH, params, "HMAC_SHA256")
+    settings_header = {"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_0123,algorithm=HMAC_SHA256"}
+    # Without the header the signature is read as SHA-1 and does not match.
+    assert post_twilio(client, PATH, params, signature=signature).status_code == 403
+    assert post_twilio(client, PATH, params, signature=signature, headers=settings_header).status_code == 200
+    assert Message.objects.count() == 1
+
+
+def test_it_refuses_a_signature_algorithm_it_does_not_know(client, agent):
+    params = fixture("twilio_sms.json")
+    signature = signatures.twilio_sign(url="https://comms.example.com" + PATH, params=params, auth_token=TWILIO_TOKEN)
+    headers = {"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_0123,algorithm=HMAC_SHA512"}
+    assert post_twilio(client, PATH, params, signature=signature, headers=headers).status_code == 403
+    assert_nothing_stored()
 
 
 def test_it_processes_a_redelivery_once(client, agent):
