@@ -290,37 +290,40 @@ def usage_reserve(
     return Reservation(spend=cost, bucket_ids=ids)
 
 
+def usage_record_create(*, agent: Agent, action_type: str, channel: str, cost: Decimal, reference: str) -> int:
+    """Record an action at its estimated cost; returns the record's id for usage_release / usage_reprice.
+
+    Written in the transaction that reserves the action, before the provider call: the record then agrees
+    with the counters from the start, and an answer at the estimated price needs no usage write at all.
+    """
+    return UsageRecord.objects.create(
+        agent_id=agent.pk,
+        organization_id=agent.organization_id,
+        action_type=action_type,
+        channel=channel,
+        provider_cost=cost,
+        reference=reference,
+    ).pk
+
+
 @transaction.atomic(savepoint=False)  # inside the caller's transaction, no savepoint round trips
-def usage_release(*, reservation: Reservation) -> None:
-    """Give back a reservation whose action did not happen (the provider refused): nothing is counted."""
+def usage_release(*, reservation: Reservation, record_id: int | None = None) -> None:
+    """Give back a reservation whose action did not happen (the provider refused): nothing is counted,
+    and the action's usage record, if one was written with the reservation, is deleted."""
     _lock_bucket_ids(reservation.bucket_ids)
     UsageBucket.objects.filter(pk__in=reservation.bucket_ids).update(
         actions=F("actions") - 1, spend=F("spend") - reservation.spend
     )
+    if record_id is not None:
+        UsageRecord.objects.filter(pk=record_id).delete()
 
 
 @transaction.atomic(savepoint=False)
-def usage_commit(
-    *,
-    reservation: Reservation,
-    agent: Agent,
-    action_type: str,
-    channel: str,
-    cost: Decimal | None,
-    reference: str = "",
-) -> None:
-    """Record a completed action; re-price the reservation when the real cost differs from the estimate."""
-    if cost is not None and cost != reservation.spend:
-        _lock_bucket_ids(reservation.bucket_ids)
-        UsageBucket.objects.filter(pk__in=reservation.bucket_ids).update(spend=F("spend") + (cost - reservation.spend))
-    UsageRecord.objects.create(
-        agent=agent,
-        organization_id=agent.organization_id,
-        action_type=action_type,
-        channel=channel,
-        provider_cost=cost if cost is not None else reservation.spend,
-        reference=reference,
-    )
+def usage_reprice(*, reservation: Reservation, record_id: int, cost: Decimal) -> None:
+    """The provider's real cost differs from the reserved estimate: move the counters and the record to it."""
+    _lock_bucket_ids(reservation.bucket_ids)
+    UsageBucket.objects.filter(pk__in=reservation.bucket_ids).update(spend=F("spend") + (cost - reservation.spend))
+    UsageRecord.objects.filter(pk=record_id).update(provider_cost=cost)
 
 
 def usage_cost_adjust(*, agent: Agent, reference: str, cost: Decimal, at: datetime) -> None:

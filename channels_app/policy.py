@@ -12,15 +12,17 @@ Voice operations use the same two calls with channel "voice" (quiet hours, calls
 
     policy_check(agent=agent, channel="voice", to=to, recipient_timezone=tz)
     with transaction.atomic():
-        reservation = policy_reserve(agent=agent, limits=limits, channel="voice", to=to, cost=estimate)
         call = Call.objects.create(...)                      # persisted before the provider call
+        record_id = usage_record_create(agent=agent, action_type="make_call", channel="voice", cost=estimate,
+                                        reference=call.session_id)
+        reservation = policy_reserve(agent=agent, limits=limits, channel="voice", to=to, cost=estimate)
     try:
         result = telephony_provider().create_call(...)
     except ProviderError:
-        usage_release(reservation=reservation)              # refused: nothing counted or charged
+        usage_release(reservation=reservation, record_id=record_id)   # refused: nothing counted or charged
         raise
-    usage_commit(reservation=reservation, agent=agent, action_type="make_call", channel="voice",
-                 cost=result.cost, reference=call.session_id)
+    if result.cost is not None and result.cost != estimate:
+        usage_reprice(reservation=reservation, record_id=record_id, cost=result.cost)
 """
 
 from __future__ import annotations

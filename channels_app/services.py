@@ -1,9 +1,11 @@
 """Outbound messages: send (policy → persist → provider → outcome) and delivery status reports.
 
-A send writes its Message row before the provider call and the outcome after, so a crash in between
-leaves a `pending` row that says so. A provider refusal leaves a `failed` row and gives back the usage
-reservation: nothing is charged or counted as sent. Demo mode's sandbox goes through the same steps,
-so demo sends exercise (and benchmarks measure) the path live sends take.
+A send writes its Message row, its usage record (at the estimated cost) and its limit counters in one
+transaction before the provider call, and the outcome after, so a crash in between leaves a `pending`
+row that says so. The outcome is one UPDATE unless the provider's price differs from the estimate. A
+provider refusal leaves a `failed` row, gives back the counters and deletes the usage record: nothing
+is charged or counted as sent. Demo mode's sandbox goes through the same steps, so demo sends exercise
+(and benchmarks measure) the path live sends take.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from django.utils import timezone
 from agents.crypto import decrypt
 from agents.models import AddressKind, Agent, AgentLimits, ChannelAddress
 from agents.services import default_email_address
-from agents.usage import opt_out_record, usage_commit, usage_release
+from agents.usage import Reservation, opt_out_record, usage_record_create, usage_release, usage_reprice
 from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
 from channels_app.models import Direction, Message, MessageStatus
 from channels_app.policy import policy_check, policy_reserve
@@ -161,7 +163,7 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
     limits = getattr(agent, "limits", None) or AgentLimits.objects.get_or_create(agent=agent)[0]
     try:
         with transaction.atomic():
-            # The row first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
+            # The rows first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
             # send of the agent and of its organization) are then held only until the commit just after.
             message = Message.objects.create(
                 agent=agent,
@@ -178,6 +180,8 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
                 provider=provider.name,
                 idempotency_key=request.idempotency_key,
             )
+            record_id = usage_record_create(agent=agent, action_type="send_message", channel=request.channel,
+                                            cost=estimate, reference=message.pk)
             reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,
                                          cost=estimate, template_id=request.template_id)
     except IntegrityError:
@@ -205,40 +209,43 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
     try:
         result = provider.send(outbound)
     except ProviderError as exc:
-        _record_refusal(message, reservation, code=exc.code or exc.reason, detail=exc.message)
+        _record_refusal(message, reservation, record_id, code=exc.code or exc.reason, detail=exc.message)
         if exc.reason == "recipient_opted_out":
             opt_out_record(agent=agent, channel=request.channel, contact=request.to, keyword="PROVIDER")
         raise provider_api_error(exc) from None
     except ProviderNotConfigured as exc:
-        _record_refusal(message, reservation, code="provider_not_configured", detail=str(exc))
+        _record_refusal(message, reservation, record_id, code="provider_not_configured", detail=str(exc))
         raise provider_api_error(exc) from None
     except Exception as exc:
-        _record_refusal(message, reservation, code="internal_error", detail=repr(exc))
+        _record_refusal(message, reservation, record_id, code="internal_error", detail=repr(exc))
         raise
-    return _record_sent(agent, message, reservation, result)
+    return _record_sent(message, reservation, record_id, result)
 
 
-def _record_refusal(message: Message, reservation: Any, *, code: str, detail: str) -> None:
-    """The provider refused: the row says failed, the usage reservation is given back, the key is freed
-    so that a retry with the same idempotencyKey sends again."""
+def _record_refusal(message: Message, reservation: Reservation, record_id: int, *, code: str, detail: str) -> None:
+    """The provider refused: the row says failed, the usage reservation and record are given back, the key is
+    freed so that a retry with the same idempotencyKey sends again."""
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(
             status=MessageStatus.FAILED, error_code=code[:40], error_message=detail, idempotency_key="",
             updated_at=timezone.now(),
         )
-        usage_release(reservation=reservation)
+        usage_release(reservation=reservation, record_id=record_id)
 
 
-def _record_sent(agent: Agent, message: Message, reservation: Any, result: SendResult) -> dict[str, Any]:
+def _record_sent(message: Message, reservation: Reservation, record_id: int, result: SendResult) -> dict[str, Any]:
     status = result.status if result.status in MessageStatus.values else MessageStatus.QUEUED
     cost = result.cost if result.cost is not None else reservation.spend
-    with transaction.atomic():
-        Message.objects.filter(pk=message.pk).update(
-            status=status, external_id=result.external_id, cost=cost, provider=result.provider,
-            updated_at=timezone.now(),
-        )
-        usage_commit(reservation=reservation, agent=agent, action_type="send_message", channel=message.channel,
-                     cost=cost, reference=message.pk)
+    outcome = Message.objects.filter(pk=message.pk)
+    values = {"status": status, "external_id": result.external_id, "cost": cost, "provider": result.provider,
+              "updated_at": timezone.now()}
+    if cost == reservation.spend:
+        # The usage record and counters written with the reservation already hold this cost: one statement.
+        outcome.update(**values)
+    else:
+        with transaction.atomic():
+            outcome.update(**values)
+            usage_reprice(reservation=reservation, record_id=record_id, cost=cost)
     metrics.MESSAGES_SENT.labels(channel=message.channel).inc()
     message.status, message.external_id, message.cost = status, result.external_id, cost
     return send_result(message)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
 from agents.models import OptOut, UsageBucket, UsageRecord
@@ -333,3 +336,103 @@ def test_a_limit_refusal_wins_over_a_sandbox_refusal_and_leaves_nothing(demo, ag
     assert (status, body["code"], body["limitType"]) == (429, "rate_limited", "per_minute")
     assert not Message.objects.exists() and not UsageRecord.objects.exists()
     assert not OptOut.objects.exists()  # the sandbox's "unsubscribed" answer is not acted on
+
+
+# --- usage and billing as a caller reads them -------------------------------------------------------------
+
+
+def usage_and_billing(token: str) -> tuple[dict, dict]:
+    api = Api(token)
+    status, usage = api.get("usage", {"period": "today"})
+    assert status == 200, usage
+    status, billing = api.get("billing", {"period": "month"})
+    assert status == 200, billing
+    return usage, billing
+
+
+def test_it_shows_a_send_in_usage_and_billing_at_its_cost(demo, agent):
+    _, token = agent
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
+    assert status == 200, body
+    usage, billing = usage_and_billing(token)
+    assert usage["actions"] == {"send_message": 1} and usage["totalActions"] == 1
+    assert usage["costsByChannel"] == {"sms": pytest.approx(0.0083)}
+    assert usage["currentUsage"]["actionsThisMinute"] == 1
+    assert usage["currentUsage"]["spendToday"] == pytest.approx(0.0083)
+    assert billing["providerCost"] == pytest.approx(0.0083) and billing["byChannel"]["sms"]["count"] == 1
+
+
+def test_it_leaves_usage_and_billing_as_if_a_refused_send_never_happened(demo, agent):
+    _, token = agent
+    status, body = Api(token).post("send-message", {"to": "+15005550002", "body": "x"})
+    assert (status, body["code"]) == (502, "provider_error")
+    usage, billing = usage_and_billing(token)
+    assert usage["actions"] == {} and usage["totalActions"] == 0 and usage["costsByChannel"] == {}
+    assert usage["currentUsage"]["actionsThisMinute"] == 0 and usage["currentUsage"]["spendToday"] == 0
+    assert billing["providerCost"] == 0 and billing["byChannel"] == {}
+
+
+def test_it_charges_the_providers_price_when_it_differs_from_the_estimate(demo, agent, monkeypatch):
+    from channels_app.providers.sandbox import SandboxMessagingProvider
+
+    _, token = agent
+    estimate_send = SandboxMessagingProvider.send
+
+    def priced(self, message):
+        result = estimate_send(self, message)
+        return replace(result, cost=Decimal("0.0500"), cost_estimated=False)
+
+    monkeypatch.setattr(SandboxMessagingProvider, "send", priced)
+    status, body = Api(token).post("send-message", {"to": TO, "body": "x"})
+    assert status == 200, body
+    assert body["cost"] == pytest.approx(0.05)
+    assert Message.objects.get().cost == Decimal("0.05")
+    assert UsageRecord.objects.get().provider_cost == Decimal("0.05")
+    spend = {(b.scope, b.window): b.spend for b in UsageBucket.objects.all()}
+    assert spend[("agent", "day")] == spend[("agent", "month")] == Decimal("0.05")
+    assert spend[("org", "day")] == spend[("org", "month")] == Decimal("0.05")
+    usage, billing = usage_and_billing(token)
+    assert usage["costsByChannel"] == {"sms": pytest.approx(0.05)}
+    assert usage["currentUsage"]["spendToday"] == pytest.approx(0.05)
+    assert billing["providerCost"] == pytest.approx(0.05)
+
+
+def statement(sql: str) -> str:
+    """'INSERT agents_usagerecord' for an INSERT INTO "agents_usagerecord" (...), and so on."""
+    words = sql.replace(" OR IGNORE", "").split()
+    table = words[2] if words[0] in ("INSERT", "DELETE") else words[1] if words[0] == "UPDATE" else ""
+    if words[0] == "SELECT":
+        table = words[words.index("FROM") + 1]
+    return f"{words[0]} {table.strip(chr(34))}"
+
+
+def test_it_records_the_send_and_its_usage_before_the_provider_call_and_the_outcome_in_one_statement(
+    demo, agent, monkeypatch
+):
+    from channels_app.providers.sandbox import SandboxMessagingProvider
+    from channels_app.services import SendRequest, message_send
+
+    row, token = agent
+    assert Api(token).post("send-message", {"to": TO, "body": "first"})[0] == 200
+    send = SandboxMessagingProvider.send
+    seen: dict[str, object] = {}
+
+    def watching(self, message):
+        seen["before"] = [statement(query["sql"]) for query in captured.captured_queries]
+        seen["row"] = Message.objects.values_list("status", flat=True).get(pk=message.idempotency_key)
+        seen["recorded"] = UsageRecord.objects.filter(reference=message.idempotency_key).exists()
+        return send(self, message)
+
+    monkeypatch.setattr(SandboxMessagingProvider, "send", watching)
+    row = type(row).objects.select_related("organization", "limits").get(pk=row.pk)
+    with CaptureQueriesContext(connection) as captured:
+        message_send(agent=row, request=SendRequest(channel="sms", to=TO, body="x"))
+    assert seen["row"] == "pending" and seen["recorded"] is True
+    before = seen["before"]
+    assert before[:2] == ["SELECT agents_optout", "SELECT agents_channeladdress"]
+    # Counter rows are created at most once a window (INSERT agents_usagebucket), so they are left out here.
+    writes = [s for s in before if s.split()[0] in ("INSERT", "UPDATE") and s != "INSERT agents_usagebucket"]
+    assert writes == ["INSERT channels_app_message", "INSERT agents_usagerecord", "UPDATE agents_usagebucket"]
+    # The provider's answer at the estimated price is written by one statement: no second transaction.
+    after = [statement(query["sql"]) for query in captured.captured_queries[len(before) + 2:]]
+    assert after == ["UPDATE channels_app_message"]
