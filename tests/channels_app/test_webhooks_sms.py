@@ -7,13 +7,13 @@ import json
 import re
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 from twilio.request_validator import RequestValidator
 
 from agents.models import AgentStatus, OptOut
 from agents.services import AgentAddresses
-from channels_app import signatures
+from channels_app import inbound, signatures
 from channels_app.models import Message, WebhookEvent
 from tests.channels_app.webhook_support import TWILIO_TOKEN, fixture, post_twilio, webhook_secrets  # noqa: F401
 
@@ -167,6 +167,17 @@ def test_it_processes_a_redelivery_without_a_message_sid_once_by_its_idempotency
         response = post_twilio(client, PATH, params, headers={"I-Twilio-Idempotency-Token": token})
         assert response.status_code == 200
     assert sorted(Message.objects.values_list("external_id", flat=True)) == ["b1c2d3-retry", "e4f5a6-other"]
+
+
+def test_it_does_not_mistake_another_integrity_error_for_a_redelivery(client, agent, monkeypatch):
+    def conflicting_opt_out(*args: object) -> None:
+        raise IntegrityError("opt-out conflict")
+
+    monkeypatch.setattr(inbound, "_keyword_reply", conflicting_opt_out)
+    response = post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body="STOP"))
+    # A 500, not a "duplicate" 200: the provider redelivers, and nothing half-stored stands in the way.
+    assert response.status_code == 500
+    assert_nothing_stored()
 
 
 def test_it_stores_every_webhook_that_carries_no_id_at_all(client, agent):
