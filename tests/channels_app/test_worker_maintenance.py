@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from agents.models import AuthFailureWindow
 
-pytestmark = pytest.mark.django_db
+# The worker closes stale connections between passes, as a long-running process must: that would end a
+# test's wrapping transaction on PostgreSQL, so these tests commit for real.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_the_worker_deletes_expired_failed_auth_windows_and_keeps_live_ones(settings: Any) -> None:
