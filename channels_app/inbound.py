@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from agents.models import Agent, AgentStatus, Channel, OptOut
 from channels_app import delivery
 from channels_app.models import Direction, Message, MessageKind, MessageStatus, WebhookEvent
+from channels_app.providers.base import STATUS_RANK, StatusUpdate
 from orchestrator import metrics
 
 logger = logging.getLogger(__name__)
@@ -183,55 +184,36 @@ def _twilio_message_stored(event_id: str) -> bool:
     ).exists()
 
 
-# Twilio's MessageStatus values → ours, with a rank: status only moves forward.
-TWILIO_STATUS = {
-    "accepted": MessageStatus.QUEUED,
-    "scheduled": MessageStatus.QUEUED,
-    "queued": MessageStatus.QUEUED,
-    "sending": MessageStatus.SENT,
-    "sent": MessageStatus.SENT,
-    "delivered": MessageStatus.DELIVERED,
-    "undelivered": MessageStatus.UNDELIVERED,
-    "failed": MessageStatus.FAILED,
-    "canceled": MessageStatus.FAILED,
-    "read": MessageStatus.READ,
-}
-STATUS_RANK = {
-    MessageStatus.PENDING: 0,
-    MessageStatus.QUEUED: 1,
-    MessageStatus.SENT: 2,
-    MessageStatus.DELIVERED: 3,
-    MessageStatus.UNDELIVERED: 3,
-    MessageStatus.FAILED: 3,
-    MessageStatus.READ: 4,
-}
 FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
 
 
-def outbound_status_record(*, agent: Agent, external_id: str, provider_status: str, error_code: str = "") -> bool:
-    """Move an outbound message's status forward; a failure becomes a `delivery_failure` event for the agent.
+def outbound_status_record(*, agent: Agent, update: StatusUpdate) -> bool:
+    """Move an outbound message's status forward (a provider's delivery report, parsed by its adapter);
+    a failure becomes a `delivery_failure` event for the agent.
 
-    Returns whether the status changed. Duplicate and out-of-order callbacks change nothing, so no
-    event id bookkeeping is needed here.
+    Returns whether the status changed. Duplicate and out-of-order reports change nothing (the rank
+    of channels_app.providers.base.STATUS_RANK only rises), so no event id bookkeeping is needed here.
     """
-    new_status = TWILIO_STATUS.get(provider_status.lower())
-    if new_status is None or not external_id:
+    new_rank = STATUS_RANK.get(update.status)
+    if new_rank is None or not update.external_id:
         return False
-    earlier = [status for status, rank in STATUS_RANK.items() if rank < STATUS_RANK[new_status]]
+    earlier = [status for status, rank in STATUS_RANK.items() if rank < new_rank]
     ours = Message.objects.filter(
-        agent=agent, external_id=external_id, direction=Direction.OUTBOUND, kind=MessageKind.MESSAGE
+        agent=agent, external_id=update.external_id, direction=Direction.OUTBOUND, kind=MessageKind.MESSAGE
     )
-    if new_status not in FAILED_STATUSES:
-        # Most callbacks (queued, sent, delivered, read) need nothing of the row: the conditional
+    if update.status not in FAILED_STATUSES:
+        # Most reports (queued, sent, delivered, read) need nothing of the row: the conditional
         # update alone is the forward-only rule and the once-only guard, with no read before it.
-        return bool(ours.filter(status__in=earlier).update(status=new_status))
+        return bool(ours.filter(status__in=earlier).update(status=update.status))
+    error_code = (update.error_code or "")[:40]
+    error_message = update.error_message or ""
     with transaction.atomic():
         original = ours.only("pk", "channel", "from_address", "to_address", "organization_id").first()
         if original is None:
             return False
         # The conditional update is the forward-only rule and the once-only guard in one statement.
         if not Message.objects.filter(pk=original.pk, status__in=earlier).update(
-            status=new_status, error_code=error_code[:40]
+            status=update.status, error_code=error_code, error_message=error_message
         ):
             return False
         _store(
@@ -242,12 +224,29 @@ def outbound_status_record(*, agent: Agent, external_id: str, provider_status: s
             kind=MessageKind.DELIVERY_FAILURE,
             from_address=original.from_address,
             to_address=original.to_address,
-            external_id=external_id,
-            error_code=error_code[:40],
-            provider="twilio",
-            status=new_status,
+            external_id=update.external_id,
+            error_code=error_code,
+            error_message=error_message,
+            provider=update.provider,
+            status=update.status,
         )
     return True
+
+
+def email_complaint_record(*, agent: Agent, email_id: str) -> bool:
+    """The recipient reported the agent's email as spam: record an opt-out, so later emails to them are
+    refused (`opted_out`) before Resend's own suppression list bounces them. Returns whether it is new."""
+    original = (
+        Message.objects.filter(agent=agent, external_id=email_id, direction=Direction.OUTBOUND, channel=Channel.EMAIL)
+        .only("to_address")
+        .first()
+    )
+    if original is None or not email_id:
+        return False
+    _, created = OptOut.objects.get_or_create(
+        agent=agent, channel=Channel.EMAIL, contact=original.to_address, defaults={"keyword": "COMPLAINT"}
+    )
+    return created
 
 
 # --- Resend email ---------------------------------------------------------------------------------

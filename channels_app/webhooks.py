@@ -20,6 +20,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from agents.crypto import decrypt
 from agents.models import Agent, Channel
 from channels_app import inbound, signatures
+from channels_app.providers import resend_email, twilio_sms
 from orchestrator import metrics
 
 logger = logging.getLogger(__name__)
@@ -118,27 +119,27 @@ def message_status_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = _agent(agent_id)
     if agent is None:
         return _counted("message_status", "ignored", twiml())
-    params = _twilio_params(request)
-    changed = inbound.outbound_status_record(
-        agent=agent,
-        external_id=params.get("MessageSid") or params.get("SmsSid") or "",
-        provider_status=params.get("MessageStatus") or params.get("SmsStatus") or "",
-        error_code=params.get("ErrorCode") or "",
-    )
+    update = twilio_sms.parse_status_callback(_twilio_params(request))
+    changed = update is not None and inbound.outbound_status_record(agent=agent, update=update)
     return _counted("message_status", "stored" if changed else "unchanged", twiml())
 
 
 @csrf_exempt
 @require_POST
 def email_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
-    """Resend (Svix) events; `email.received` is stored, other event types are acknowledged."""
+    """Resend (Svix) events: `email.received` is stored; delivery events of the agent's own emails move their
+    status forward (a bounce or failure reaches the agent as a `delivery_failure`, a spam complaint opts the
+    recipient out); anything else is acknowledged."""
     if not signatures.svix_signature_valid(
         body=request.body, headers=request.headers, secret=signatures.resend_webhook_secret()
     ):
         return _refuse("email")
     agent = _agent(agent_id)
     payload = _json(request.body)
-    if agent is None or not inbound.agent_accepts(agent, Channel.EMAIL) or payload.get("type") != "email.received":
+    event_type = payload.get("type")
+    if agent is not None and event_type in resend_email.DELIVERY_EVENTS:
+        return _email_delivery_event(agent, payload)
+    if agent is None or not inbound.agent_accepts(agent, Channel.EMAIL) or event_type != "email.received":
         return _counted("email", "ignored", JsonResponse({"ok": True}))
     try:
         outcome = inbound.email_received(agent=agent, event_id=request.headers["svix-id"], payload=payload)
@@ -147,6 +148,18 @@ def email_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
         logger.warning("Could not fetch received email for %s: %s", agent_id, exc)
         return _counted("email", "retry", JsonResponse({"error": "Try again later.", "code": "provider_error"}, status=503))
     return _counted("email", "duplicate" if outcome.duplicate else "stored", JsonResponse({"ok": True}))
+
+
+def _email_delivery_event(agent: Agent, payload: dict[str, Any]) -> HttpResponse:
+    # Reports on mail the agent already sent are recorded even for a blocked channel or a suspended
+    # agent, as Twilio's status callbacks are: they describe the past, not new input.
+    if payload.get("type") == "email.complained":
+        email_id = str((payload.get("data") or {}).get("email_id") or "")
+        changed = inbound.email_complaint_record(agent=agent, email_id=email_id)
+    else:
+        update = resend_email.parse_delivery_event(payload)
+        changed = update is not None and inbound.outbound_status_record(agent=agent, update=update)
+    return _counted("email_status", "stored" if changed else "unchanged", JsonResponse({"ok": True}))
 
 
 @csrf_exempt

@@ -206,6 +206,10 @@ EVENT_STATUS: dict[str, str | None] = {
 }
 
 
+# The events that report on an email we sent (as opposed to `email.received`, mail for the agent).
+DELIVERY_EVENTS = frozenset(EVENT_STATUS)
+
+
 def parse_delivery_event(payload: dict[str, Any]) -> StatusUpdate | None:
     """A Resend `email.*` delivery event as a StatusUpdate; None when it changes no status."""
     status = EVENT_STATUS.get(str(payload.get("type") or ""))

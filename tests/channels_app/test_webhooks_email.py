@@ -157,3 +157,92 @@ def test_it_ignores_email_for_a_blocked_channel(client, agent):
 
 def test_the_test_secret_is_a_svix_secret():
     assert RESEND_SECRET.startswith("whsec_")
+
+
+# --- delivery events of the agent's own emails --------------------------------------------------
+
+SENT_EMAIL_ID = "56761188-7520-42d8-8898-ff6fc54ce618"
+
+
+@pytest.fixture
+def sent_email(agent):
+    return Message.objects.create(
+        agent=agent,
+        organization_id=agent.organization_id,
+        direction="outbound",
+        channel="email",
+        from_address="agent-a@agents.example.com",
+        to_address="alice@example.com",
+        subject="Your appointment",
+        body="See you at 10.",
+        status="sent",
+        provider="resend",
+        external_id=SENT_EMAIL_ID,
+    )
+
+
+@pytest.mark.usefixtures("webhook_secrets")
+def test_a_delivered_event_marks_the_agents_email_delivered(client, sent_email):
+    response = post_svix(client, PATH, fixture("resend_email_delivered.json"))
+    assert response.status_code == 200
+    sent_email.refresh_from_db()
+    assert sent_email.status == "delivered"
+    assert not Message.objects.filter(direction="inbound").exists()
+
+
+@pytest.mark.usefixtures("webhook_secrets")
+def test_a_bounce_becomes_a_delivery_failure_for_the_agent_once(client, sent_email):
+    post_svix(client, PATH, fixture("resend_email_delivered.json"))
+    first = post_svix(client, PATH, fixture("resend_email_bounced.json"))
+    again = post_svix(client, PATH, fixture("resend_email_bounced.json"))
+    assert (first.status_code, again.status_code) == (200, 200)
+    sent_email.refresh_from_db()
+    assert (sent_email.status, sent_email.error_code) == ("undelivered", "Permanent")
+    assert "suppression list" in sent_email.error_message
+    event = Message.objects.get(kind="delivery_failure")
+    assert (event.channel, event.to_address, event.external_id, event.provider) == (
+        "email", "alice@example.com", SENT_EMAIL_ID, "resend"
+    )
+    assert event.delivered_at is None
+
+
+@pytest.mark.usefixtures("webhook_secrets")
+def test_a_late_delivered_event_does_not_undo_a_bounce(client, sent_email):
+    post_svix(client, PATH, fixture("resend_email_bounced.json"))
+    post_svix(client, PATH, fixture("resend_email_delivered.json"))
+    sent_email.refresh_from_db()
+    assert sent_email.status == "undelivered"
+
+
+@pytest.mark.usefixtures("webhook_secrets")
+def test_a_spam_complaint_opts_the_recipient_out_of_the_agents_email(client, sent_email, make_agent):
+    from agents.models import OptOut
+
+    response = post_svix(client, PATH, fixture("resend_email_complained.json"))
+    assert response.status_code == 200
+    opt_out = OptOut.objects.get()
+    assert (opt_out.agent_id, opt_out.channel, opt_out.contact, opt_out.keyword) == (
+        "agent-a", "email", "alice@example.com", "COMPLAINT"
+    )
+
+
+@pytest.mark.usefixtures("webhook_secrets")
+def test_a_delivery_event_for_an_email_of_another_agent_changes_nothing(client, sent_email, make_agent):
+    make_agent("agent-b", addresses=AgentAddresses(email="agent-b@agents.example.com"))
+    response = post_svix(client, "/webhooks/agent-b/email", fixture("resend_email_bounced.json"))
+    assert response.status_code == 200
+    sent_email.refresh_from_db()
+    assert sent_email.status == "sent"
+    assert not Message.objects.filter(kind="delivery_failure").exists()
+
+
+@pytest.mark.usefixtures("webhook_secrets")
+def test_an_unsigned_delivery_event_is_refused_and_changes_nothing(client, sent_email):
+    body = json.dumps(fixture("resend_email_bounced.json"))
+    headers = svix_headers(body)
+    response = client.post(PATH, data=body, content_type="application/json", **{
+        f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "svix-signature"
+    })
+    assert response.status_code == 403
+    sent_email.refresh_from_db()
+    assert sent_email.status == "sent"

@@ -65,12 +65,22 @@ def test_a_repeated_failure_makes_one_event(client, outbound):
     assert Message.objects.filter(kind="delivery_failure").count() == 1
 
 
-def test_a_failure_after_delivery_is_ignored(client, outbound):
+def test_a_failure_reported_after_delivery_still_reaches_the_agent(client, outbound):
+    # A carrier can correct its receipt; the agent must hear of the failure, once.
     status(client, "delivered")
-    status(client, "failed", ErrorCode="30003")
+    status(client, "undelivered", ErrorCode="30003")
+    status(client, "undelivered", ErrorCode="30003")
     outbound.refresh_from_db()
-    assert outbound.status == "delivered"
-    assert not Message.objects.filter(kind="delivery_failure").exists()
+    assert (outbound.status, outbound.error_code) == ("undelivered", "30003")
+    assert Message.objects.filter(kind="delivery_failure").count() == 1
+
+
+def test_nothing_moves_a_message_on_from_a_failure(client, outbound):
+    status(client, "failed", ErrorCode="30008")
+    for later in ("delivered", "read", "sent"):
+        status(client, later)
+    outbound.refresh_from_db()
+    assert outbound.status == "failed"
 
 
 def test_an_unsigned_status_callback_is_refused(client, outbound):
