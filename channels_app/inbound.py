@@ -14,12 +14,14 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
 from agents.models import Agent, AgentStatus, Channel, OptOut
+from agents.usage import usage_cost_adjust
 from channels_app import delivery
 from channels_app.models import Direction, Message, MessageKind, MessageStatus, WebhookEvent
 from channels_app.providers.base import STATUS_RANK, StatusUpdate
@@ -189,11 +191,14 @@ FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
 
 def outbound_status_record(*, agent: Agent, update: StatusUpdate) -> bool:
     """Move an outbound message's status forward (a provider's delivery report, parsed by its adapter);
-    a failure becomes a `delivery_failure` event for the agent.
+    a failure becomes a `delivery_failure` event for the agent; a price in the report becomes the
+    message's cost (usage and spend move with it).
 
     Returns whether the status changed. Duplicate and out-of-order reports change nothing (the rank
     of channels_app.providers.base.STATUS_RANK only rises), so no event id bookkeeping is needed here.
     """
+    if update.cost is not None and update.external_id:
+        _outbound_cost_record(agent=agent, external_id=update.external_id, cost=update.cost)
     new_rank = STATUS_RANK.get(update.status)
     if new_rank is None or not update.external_id:
         return False
@@ -231,6 +236,23 @@ def outbound_status_record(*, agent: Agent, update: StatusUpdate) -> bool:
             status=update.status,
         )
     return True
+
+
+def _outbound_cost_record(*, agent: Agent, external_id: str, cost: Decimal) -> None:
+    """The provider priced a message after sending it (Twilio's send answer rarely has the price yet):
+    the message, its usage record and the spend counters of the send's day and month take the real cost
+    in place of the estimate. A repeated report finds the cost already in place and changes nothing."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(agent=agent, external_id=external_id, direction=Direction.OUTBOUND, kind=MessageKind.MESSAGE)
+            .only("pk", "cost", "created_at")
+            .first()
+        )
+        if message is None or message.cost == cost:
+            return
+        Message.objects.filter(pk=message.pk).update(cost=cost)
+        usage_cost_adjust(agent=agent, reference=message.pk, cost=cost, at=message.created_at)
 
 
 def email_complaint_record(*, agent: Agent, email_id: str) -> bool:

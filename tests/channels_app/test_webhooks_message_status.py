@@ -108,3 +108,32 @@ def test_it_records_a_delivered_status_with_one_update_and_no_read_of_the_messag
     assert '"agents_agent"' in statements[0]
     outbound.refresh_from_db()
     assert outbound.status == "delivered"
+
+
+def test_a_price_in_the_callback_becomes_the_cost_in_usage_and_billing_once(client, settings, default_org):
+    from decimal import Decimal
+
+    from agents.models import UsageBucket, UsageRecord
+    from tests.ops_helpers import Api, agent_with_numbers
+
+    settings.DEMO_MODE = True
+    _agent, token = agent_with_numbers("agent-p", default_org, phone="+14155550109")
+    api = Api(token)
+    status_code, sent = api.post("send-message", {"to": "+14155550123", "body": "Your table is ready"})
+    assert status_code == 200, sent
+    assert sent["cost"] == pytest.approx(0.0083)  # the estimate: Twilio's answer to a send has no price yet
+    callback = dict(fixture("twilio_message_status_undelivered.json"), MessageStatus="delivered",
+                    SmsStatus="delivered", MessageSid=sent["externalId"], SmsSid=sent["externalId"], Price="-0.00790",
+                    PriceUnit="USD")
+    callback.pop("ErrorCode")
+    for _ in range(2):
+        assert post_twilio(client, "/webhooks/agent-p/message-status", callback).status_code == 200
+
+    message = Message.objects.get(pk=sent["messageId"])
+    assert (message.status, message.cost) == ("delivered", Decimal("0.0079"))
+    assert UsageRecord.objects.get().provider_cost == Decimal("0.0079")
+    assert {b.spend for b in UsageBucket.objects.filter(window__in=("day", "month"))} == {Decimal("0.0079")}
+    _, usage = api.get("usage", {"period": "today"})
+    _, billing = api.get("billing", {"period": "month"})
+    assert usage["costsByChannel"] == {"sms": pytest.approx(0.0079)}
+    assert billing["providerCost"] == pytest.approx(0.0079)
