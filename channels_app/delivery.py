@@ -40,6 +40,7 @@ from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import BaseCache
+from django.db import OperationalError
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -392,13 +393,27 @@ async def _mark_pushed(message_id: str) -> None:
             del _marks_pending[loop]
 
 
+# A mark that cannot be written means a second push of the same message once its lease expires, so a
+# transient refusal (a lock, a dropped connection) is tried again before giving up.
+MARK_RETRY_DELAYS = (0.05, 0.2, 0.5)
+
+
 async def _write_marks(pending: list[str]) -> None:
     batch = pending[:]
     pending.clear()
-    try:
-        await _db(messages_mark_pushed)(message_ids=batch)
-    except Exception:
-        logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
+    for delay in (*MARK_RETRY_DELAYS, None):
+        try:
+            await _db(messages_mark_pushed)(message_ids=batch)
+            return
+        except OperationalError:
+            if delay is None:
+                logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
+                return
+            logger.warning("Recording the delivery of %s failed; trying again in %.2f s", batch, delay)
+            await asyncio.sleep(delay)
+        except Exception:
+            logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
+            return
 
 
 async def _write_all_marks(loop: asyncio.AbstractEventLoop, pending: list[str]) -> None:
