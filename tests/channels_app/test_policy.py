@@ -244,8 +244,11 @@ def test_limit_checks_touch_a_fixed_number_of_rows_however_long_the_history(demo
         send(token)
     # Token (with agent and limits), opt-out, sender; the row, the usage record and the counters (BEGIN,
     # INSERT, INSERT, bucket lock, one UPDATE, COMMIT); after the provider call, the outcome (one UPDATE)
-    # — the same however many messages and usage rows came before.
-    with django_assert_max_num_queries(10):
+    # — the same however many messages and usage rows came before. Two reads may join on any one send,
+    # whatever the history: the failed-auth throttle is read again once its 1 s "not throttled" memory
+    # has lapsed, and a new minute's counter row is created once a minute (30 sends on a busy CI
+    # machine take longer than either).
+    with django_assert_max_num_queries(10 + 2):
         assert send(token)[0] == 200
 
 
