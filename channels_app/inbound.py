@@ -258,12 +258,14 @@ def _outbound_cost_record(*, agent: Agent, external_id: str, cost: Decimal) -> N
 def email_complaint_record(*, agent: Agent, email_id: str) -> bool:
     """The recipient reported the agent's email as spam: record an opt-out, so later emails to them are
     refused (`opted_out`) before Resend's own suppression list bounces them. Returns whether it is new."""
+    if not email_id:
+        return False
     original = (
         Message.objects.filter(agent=agent, external_id=email_id, direction=Direction.OUTBOUND, channel=Channel.EMAIL)
         .only("to_address")
         .first()
     )
-    if original is None or not email_id:
+    if original is None:
         return False
     _, created = OptOut.objects.get_or_create(
         agent=agent, channel=Channel.EMAIL, contact=original.to_address, defaults={"keyword": "COMPLAINT"}

@@ -357,14 +357,9 @@ def test_it_allows_free_whatsapp_text_within_24_hours_of_the_contacts_message(de
 # --- atomicity ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_sends_never_overshoot_a_limit(settings, default_org):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL's row locks and real concurrency (set DATABASE_URL=postgres://…)")
-    settings.DEMO_MODE = True
-    row, _ = agent_with_numbers("agent-c", default_org, phone="+14155550100")
-    limit, threads_count = 7, 24
-    set_limits(row, max_actions_per_minute=limit)
+def concurrent_sends(agent_ids: list[str], threads_count: int) -> list[str]:
+    """Start `threads_count` sends at once (thread i sends as agent_ids[i % len]); what each one got:
+    "sent", the refusal's code, or the name of any other exception (a deadlock would be one)."""
     barrier = threading.Barrier(threads_count)
     outcomes: list[str] = []
     lock = threading.Lock()
@@ -375,13 +370,15 @@ def test_concurrent_sends_never_overshoot_a_limit(settings, default_org):
         from agents.models import Agent
 
         try:
-            agent = Agent.objects.select_related("organization").get(pk="agent-c")
+            agent = Agent.objects.select_related("organization", "limits").get(pk=agent_ids[index % len(agent_ids)])
             barrier.wait()
             try:
                 message_send(agent=agent, request=SendRequest(channel="sms", to=TO, body=f"n{index}"))
                 outcome = "sent"
             except ApiError as exc:
                 outcome = exc.code
+            except Exception as exc:
+                outcome = type(exc).__name__
             with lock:
                 outcomes.append(outcome)
         finally:
@@ -392,6 +389,18 @@ def test_concurrent_sends_never_overshoot_a_limit(settings, default_org):
         thread.start()
     for thread in workers:
         thread.join(30)
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sends_never_overshoot_a_limit(settings, default_org):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's row locks and real concurrency (set DATABASE_URL=postgres://…)")
+    settings.DEMO_MODE = True
+    row, _ = agent_with_numbers("agent-c", default_org, phone="+14155550100")
+    limit, threads_count = 7, 24
+    set_limits(row, max_actions_per_minute=limit)
+    outcomes = concurrent_sends(["agent-c"], threads_count)
     assert outcomes.count("sent") == limit, outcomes
     assert outcomes.count("rate_limited") == threads_count - limit
     assert UsageBucket.objects.get(scope="agent", scope_id="agent-c", window="minute").actions == limit
@@ -408,35 +417,7 @@ def test_concurrent_sends_of_several_agents_share_the_organizations_cap_without_
     # Each SMS costs 0.0083: a cap of 0.05 lets exactly 6 through, whichever agents send them.
     default_org.__class__.objects.filter(pk=default_org.pk).update(max_spend_per_day=Decimal("0.05"))
     threads_count = 18
-    barrier = threading.Barrier(threads_count)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def worker(index: int) -> None:
-        from django.db import connections
-
-        from agents.models import Agent
-
-        try:
-            agent = Agent.objects.select_related("organization", "limits").get(pk=f"agent-{'def'[index % 3]}")
-            barrier.wait()
-            try:
-                message_send(agent=agent, request=SendRequest(channel="sms", to=TO, body=f"n{index}"))
-                outcome = "sent"
-            except ApiError as exc:
-                outcome = exc.code
-            except Exception as exc:  # a deadlock would surface here as an OperationalError
-                outcome = type(exc).__name__
-            with lock:
-                outcomes.append(outcome)
-        finally:
-            connections.close_all()
-
-    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads_count)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join(30)
+    outcomes = concurrent_sends(["agent-d", "agent-e", "agent-f"], threads_count)
     assert outcomes.count("sent") == 6, outcomes
     assert outcomes.count("spend_limit_reached") == threads_count - 6, outcomes
     org_day = UsageBucket.objects.get(scope="org", scope_id=default_org.pk, window="day")
