@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentLimits, Consent, ConsentType, OptOut, Organization, UsageBucket, UsageRecord
 from orchestrator import metrics
+from orchestrator.compiled import CompiledSelect, CompiledUpdate
 from orchestrator.errors import ApiError
 
 Scope = UsageBucket.Scope
@@ -174,12 +175,30 @@ def _known_key(specs: list[BucketSpec]) -> tuple[str, ...]:
     return tuple(f"{spec.scope}:{spec.scope_id}" for spec in specs)
 
 
+# The two statements of every reservation, compiled once (orchestrator.compiled); see _rows_by_ident
+# for the lock order.
+_LOCK_BUCKETS_BY_ID: CompiledSelect[UsageBucket] = CompiledSelect(
+    lambda ids: UsageBucket.objects.filter(pk__in=ids)
+    .select_for_update()
+    .order_by("pk")
+    .values_list("pk", "scope", "scope_id", "window", "window_start", "actions", "spend")
+)
+_COUNT_IN_BUCKETS = CompiledUpdate(
+    lambda ids, cost: (UsageBucket.objects.filter(pk__in=ids), {"actions": F("actions") + 1, "spend": F("spend") + cost})
+)
+
+
 def _lock_known_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, datetime], _BucketRow] | None:
     """The rows of `specs`, locked, when this process knows their ids; None when it does not."""
     known = _KNOWN_BUCKETS.get(_known_key(specs))
     if known is None or known[0] != specs[0].start:
         return None
-    rows = _rows_by_ident(specs, UsageBucket.objects.filter(pk__in=known[1]))
+    wanted = {spec.ident for spec in specs}
+    rows = {
+        (scope, scope_id, window, start): _BucketRow(pk, actions, spend)
+        for pk, scope, scope_id, window, start, actions, spend in _LOCK_BUCKETS_BY_ID.rows(ids=known[1])
+        if (scope, scope_id, window, start) in wanted
+    }
     return rows if len(rows) == len(specs) else None
 
 
@@ -286,7 +305,7 @@ def usage_reserve(
         if _refuses(spec, rows[spec.ident], cost):
             raise _refusal(spec, rows[spec.ident], cost, now)
     ids = tuple(sorted(row.pk for row in rows.values()))
-    UsageBucket.objects.filter(pk__in=ids).update(actions=F("actions") + 1, spend=F("spend") + cost)
+    _COUNT_IN_BUCKETS.execute(ids=ids, cost=cost)
     return Reservation(spend=cost, bucket_ids=ids)
 
 

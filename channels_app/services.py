@@ -33,6 +33,7 @@ from channels_app.providers.base import (
     SendResult,
 )
 from orchestrator import metrics
+from orchestrator.compiled import CompiledSelect, CompiledUpdate
 from orchestrator.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -106,17 +107,27 @@ def _validate(request: SendRequest) -> SendRequest:
     return SendRequest(**{**request.__dict__, "to": to})
 
 
+# Statements of every send, compiled once (orchestrator.compiled).
+_SENDER_ADDRESS: CompiledSelect[ChannelAddress] = CompiledSelect(
+    lambda agent_id, kind: ChannelAddress.objects.filter(agent_id=agent_id, kind=kind, released_at__isnull=True)
+    .order_by("pk")
+    .values_list("address")[:1]
+)
+_MESSAGE_SENT = CompiledUpdate(
+    lambda message_id, status, external_id, cost, provider, updated_at: (
+        Message.objects.filter(pk=message_id),
+        {"status": status, "external_id": external_id, "cost": cost, "provider": provider, "updated_at": updated_at},
+    )
+)
+
+
 def sender_address(agent: Agent, channel: str) -> str:
     """The agent's own address on the channel (its number, WhatsApp sender, email, LINE bot)."""
     if channel == "line":
         return agent.pk
-    address = (
-        ChannelAddress.objects.filter(agent=agent, kind=SENDER_KIND[channel], released_at__isnull=True)
-        .values_list("address", flat=True)
-        .first()
-    )
-    if address:
-        return address
+    found = _SENDER_ADDRESS.rows(agent_id=agent.pk, kind=SENDER_KIND[channel])
+    if found and found[0][0]:
+        return str(found[0][0])
     if channel == "email":
         return default_email_address(agent.pk)
     raise ApiError(400, "channel_not_provisioned", f"Agent {agent.pk!r} has no {channel} number.",
@@ -236,15 +247,14 @@ def _record_refusal(message: Message, reservation: Reservation, record_id: int, 
 def _record_sent(message: Message, reservation: Reservation, record_id: int, result: SendResult) -> dict[str, Any]:
     status = result.status if result.status in MessageStatus.values else MessageStatus.QUEUED
     cost = result.cost if result.cost is not None else reservation.spend
-    outcome = Message.objects.filter(pk=message.pk)
-    values = {"status": status, "external_id": result.external_id, "cost": cost, "provider": result.provider,
-              "updated_at": timezone.now()}
+    values = {"message_id": message.pk, "status": status, "external_id": result.external_id, "cost": cost,
+              "provider": result.provider, "updated_at": timezone.now()}
     if cost == reservation.spend:
         # The usage record and counters written with the reservation already hold this cost: one statement.
-        outcome.update(**values)
+        _MESSAGE_SENT.execute(**values)
     else:
         with transaction.atomic():
-            outcome.update(**values)
+            _MESSAGE_SENT.execute(**values)
             usage_reprice(reservation=reservation, record_id=record_id, cost=cost)
     metrics.MESSAGES_SENT.labels(channel=message.channel).inc()
     message.status, message.external_id, message.cost = status, result.external_id, cost

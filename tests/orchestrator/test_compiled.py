@@ -1,0 +1,115 @@
+"""orchestrator.compiled: ORM statements compiled once, run with new values, must answer as the ORM does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
+
+from agents.models import AgentLimits, AgentToken, OptOut, UsageBucket
+from orchestrator.compiled import CompiledSelect, CompiledUpdate, NotCompilable
+
+pytestmark = pytest.mark.django_db
+
+
+def _token_with_agent() -> CompiledSelect[AgentToken]:
+    return CompiledSelect(
+        lambda digest: AgentToken.objects.select_related("agent__organization", "agent__limits").filter(
+            digest=digest, revoked_at__isnull=True
+        )[:1]
+    )
+
+
+def test_it_reads_each_call_s_own_row_with_its_related_objects(make_agent) -> None:
+    agent_a, _ = make_agent("agent-a")
+    agent_b, _ = make_agent("agent-b")
+    AgentLimits.objects.update_or_create(agent=agent_b, defaults={"max_actions_per_minute": 7})
+    statement = _token_with_agent()
+
+    for agent in (agent_a, agent_b, agent_a):
+        token = AgentToken.objects.filter(agent=agent).get()
+        loaded = statement.first(digest=token.digest)
+        expected = AgentToken.objects.select_related("agent__organization", "agent__limits").get(pk=token.pk)
+        assert loaded is not None
+        assert (loaded.pk, loaded.agent_id, loaded.created_at) == (expected.pk, expected.agent_id, expected.created_at)
+        assert loaded.agent.organization.name == expected.agent.organization.name
+        assert loaded.agent.limits.max_actions_per_minute == expected.agent.limits.max_actions_per_minute
+        assert loaded._state.adding is False and loaded._state.db == "default"
+    assert statement.first(digest="no-such-digest") is None
+
+
+def test_it_answers_a_revoked_token_as_the_orm_does(make_agent) -> None:
+    agent, _ = make_agent("agent-a")
+    statement = _token_with_agent()
+    token = AgentToken.objects.get(agent=agent)
+    assert statement.first(digest=token.digest) is not None
+
+    AgentToken.objects.filter(pk=token.pk).update(revoked_at=datetime.now(UTC))
+
+    assert statement.first(digest=token.digest) is None
+
+
+def test_it_runs_the_statement_through_django_s_cursor_so_query_capture_sees_it(make_agent) -> None:
+    agent, _ = make_agent("agent-a")
+    statement = _token_with_agent()
+    digest = AgentToken.objects.get(agent=agent).digest
+    statement.first(digest=digest)  # compiled here
+
+    with CaptureQueriesContext(connection) as captured:
+        statement.first(digest=digest)
+
+    assert len(captured.captured_queries) == 1
+    assert digest in captured.captured_queries[0]["sql"]
+
+
+def test_it_binds_lists_of_any_length_and_datetimes(make_agent) -> None:
+    agent, _ = make_agent("agent-a")
+    OptOut.objects.create(agent=agent, channel="sms", contact="+12125550100")
+    OptOut.objects.create(agent=agent, channel="voice", contact="+12125550100")
+    statement = CompiledSelect(
+        lambda agent_id, channels, since: OptOut.objects.filter(
+            agent_id=agent_id, channel__in=channels, created_at__gte=since
+        ).order_by("channel").values_list("channel", "contact")
+    )
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+
+    assert statement.rows(agent_id=agent.pk, channels=["sms"], since=hour_ago) == [["sms", "+12125550100"]]
+    assert statement.rows(agent_id=agent.pk, channels=("voice", "sms"), since=hour_ago) == [
+        ["sms", "+12125550100"], ["voice", "+12125550100"]]
+    assert statement.rows(agent_id=agent.pk, channels=["sms"], since=hour_ago + timedelta(hours=2)) == []
+    assert statement.rows(agent_id="agent-x", channels=["sms"], since=hour_ago) == []
+
+
+def test_it_refuses_to_compile_a_lookup_that_rewrites_the_value(make_agent) -> None:
+    # __contains sends '%value%': the sentinel cannot be found, so binding could not be trusted.
+    statement = CompiledSelect(lambda contact: OptOut.objects.filter(contact__contains=contact).values_list("pk"))
+
+    with pytest.raises(NotCompilable):
+        statement.rows(contact="555")
+
+
+def test_it_refuses_parameter_types_it_cannot_bind_safely(make_agent) -> None:
+    statement = CompiledSelect(lambda flag: OptOut.objects.filter(pk=flag).values_list("pk"))
+
+    with pytest.raises(TypeError):
+        statement.rows(flag=True)
+
+
+def test_an_update_counts_and_writes_each_call_s_values(make_agent) -> None:
+    window = datetime(2026, 11, 28, tzinfo=UTC)
+    rows = [UsageBucket.objects.create(scope="agent", scope_id=f"a{n}", window="day", window_start=window)
+            for n in range(3)]
+    statement = CompiledUpdate(
+        lambda ids, cost: (UsageBucket.objects.filter(pk__in=ids),
+                           {"actions": F("actions") + 1, "spend": F("spend") + cost})
+    )
+
+    assert statement.execute(ids=[rows[0].pk, rows[1].pk], cost=Decimal("0.0083")) == 2
+    assert statement.execute(ids=[rows[1].pk], cost=Decimal("1.5")) == 1
+
+    counted = {row.scope_id: (row.actions, row.spend) for row in UsageBucket.objects.all()}
+    assert counted == {"a0": (1, Decimal("0.0083")), "a1": (2, Decimal("1.5083")), "a2": (0, Decimal("0"))}
