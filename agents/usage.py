@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentLimits, Consent, ConsentType, OptOut, Organization, UsageBucket, UsageRecord
 from orchestrator import metrics
-from orchestrator.compiled import CompiledSelect, CompiledUpdate
+from orchestrator.compiled import CompiledInsert, CompiledSelect, CompiledUpdate
 from orchestrator.errors import ApiError
 
 Scope = UsageBucket.Scope
@@ -183,6 +183,7 @@ _LOCK_BUCKETS_BY_ID: CompiledSelect[UsageBucket] = CompiledSelect(
     .order_by("pk")
     .values_list("pk", "scope", "scope_id", "window", "window_start", "actions", "spend")
 )
+_INSERT_USAGE_RECORD = CompiledInsert(UsageRecord)
 _COUNT_IN_BUCKETS = CompiledUpdate(
     lambda ids, cost: (UsageBucket.objects.filter(pk__in=ids), {"actions": F("actions") + 1, "spend": F("spend") + cost})
 )
@@ -315,14 +316,15 @@ def usage_record_create(*, agent: Agent, action_type: str, channel: str, cost: D
     Written in the transaction that reserves the action, before the provider call: the record then agrees
     with the counters from the start, and an answer at the estimated price needs no usage write at all.
     """
-    return UsageRecord.objects.create(
+    record = UsageRecord(
         agent_id=agent.pk,
         organization_id=agent.organization_id,
         action_type=action_type,
         channel=channel,
         provider_cost=cost,
         reference=reference,
-    ).pk
+    )
+    return _INSERT_USAGE_RECORD.insert(record).pk
 
 
 @transaction.atomic(savepoint=False)  # inside the caller's transaction, no savepoint round trips

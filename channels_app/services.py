@@ -33,7 +33,7 @@ from channels_app.providers.base import (
     SendResult,
 )
 from orchestrator import metrics
-from orchestrator.compiled import CompiledSelect, CompiledUpdate
+from orchestrator.compiled import CompiledInsert, CompiledSelect, CompiledUpdate
 from orchestrator.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ _SENDER_ADDRESS: CompiledSelect[ChannelAddress] = CompiledSelect(
     .order_by("pk")
     .values_list("address")[:1]
 )
+_INSERT_MESSAGE = CompiledInsert(Message)
 _MESSAGE_SENT = CompiledUpdate(
     lambda message_id, status, external_id, cost, provider, updated_at: (
         Message.objects.filter(pk=message_id),
@@ -176,7 +177,7 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         with transaction.atomic():
             # The rows first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
             # send of the agent and of its organization) are then held only until the commit just after.
-            message = Message.objects.create(
+            message = _INSERT_MESSAGE.insert(Message(
                 agent=agent,
                 organization_id=agent.organization_id,
                 direction=Direction.OUTBOUND,
@@ -190,7 +191,7 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
                 status=MessageStatus.PENDING,
                 provider=provider.name,
                 idempotency_key=request.idempotency_key,
-            )
+            ))
             record_id = usage_record_create(agent=agent, action_type="send_message", channel=request.channel,
                                             cost=estimate, reference=message.pk)
             reservation = policy_reserve(agent=agent, limits=limits, channel=request.channel, to=request.to,

@@ -101,10 +101,14 @@ def _adapt(connection: BaseDatabaseWrapper, kind: str, value: Any) -> Any:
     return value
 
 
-def _shape(values: Values) -> tuple[tuple[str, int], ...]:
+def _shape(values: Values) -> Shape:
     return tuple(
         (name, len(value) if isinstance(value, list | tuple) else -1) for name, value in sorted(values.items())
     )
+
+
+def _has_lists(values: Values) -> bool:
+    return any(isinstance(value, list | tuple) for value in values.values())
 
 
 class _CompiledStatement:
@@ -112,7 +116,21 @@ class _CompiledStatement:
         self.build = build
         # shape → (database alias, statement). The router's choice of alias does not depend on values.
         self._statements: dict[Shape, tuple[str, _Statement]] = {}
+        # A statement without list parameters has one shape: it is kept here and found without hashing one.
+        self._single: tuple[str, _Statement] | None = None
         self._lock = threading.Lock()
+
+    def _cached(self, values: Values) -> tuple[BaseDatabaseWrapper, _Statement] | None:
+        single = self._single
+        if single is not None:
+            return connections[single[0]], single[1]
+        cached = self._statements.get(_shape(values))
+        return (connections[cached[0]], cached[1]) if cached is not None else None
+
+    def _remember(self, values: Values, alias: str, statement: _Statement) -> None:
+        self._statements[_shape(values)] = (alias, statement)
+        if not _has_lists(values):
+            self._single = (alias, statement)
 
     def _queryset_and_sentinels(self, values: Values) -> tuple[Any, list[tuple[Any, str, str, int]]]:
         sentinels: list[tuple[Any, str, str, int]] = []  # (sentinel, kind, name, position)
@@ -168,10 +186,9 @@ class CompiledSelect(_CompiledStatement, Generic[M]):
 
     def _statement(self, values: Values) -> tuple[BaseDatabaseWrapper, _Statement]:
         queryset: QuerySet[Any]
-        shape = _shape(values)
-        cached = self._statements.get(shape)
+        cached = self._cached(values)
         if cached is not None:
-            return connections[cached[0]], cached[1]
+            return cached
         with self._lock:
             queryset, sentinels = self._queryset_and_sentinels(values)
             alias = queryset.db
@@ -218,7 +235,7 @@ class CompiledSelect(_CompiledStatement, Generic[M]):
                 related_populators=populators,
                 annotation_col_map=annotation_col_map,
             )
-            self._statements[shape] = (alias, statement)
+            self._remember(values, alias, statement)
             return connection, statement
 
     def rows(self, **values: Any) -> list[list[Any]]:
@@ -272,10 +289,9 @@ class CompiledUpdate(_CompiledStatement):
         super().__init__(build)
 
     def _statement(self, values: Values) -> tuple[BaseDatabaseWrapper, _Statement]:
-        shape = _shape(values)
-        cached = self._statements.get(shape)
+        cached = self._cached(values)
         if cached is not None:
-            return connections[cached[0]], cached[1]
+            return cached
         with self._lock:
             (queryset, assignments), sentinels = self._queryset_and_sentinels(values)
             alias = queryset.db
@@ -292,7 +308,7 @@ class CompiledUpdate(_CompiledStatement):
                 converters=(), col_count=None, model=None, init_list=(), model_start=0, model_end=0,
                 related_populators=(), annotation_col_map={},
             )
-            self._statements[shape] = (alias, statement)
+            self._remember(values, alias, statement)
             return connection, statement
 
     def execute(self, **values: Any) -> int:
@@ -301,3 +317,116 @@ class CompiledUpdate(_CompiledStatement):
         with transaction.mark_for_rollback_on_error(using=connection.alias), connection.cursor() as cursor:
             cursor.execute(statement.sql, self._bind(connection, statement, values))
             return int(cursor.rowcount)
+
+
+@dataclass(frozen=True)
+class _Insert:
+    sql: str
+    fields: tuple[Any, ...]
+    # Per field: True when the value, if a str, goes to the database as it is (text columns and
+    # foreign keys to them), which skips the field's prep calls for most columns of a message.
+    plain_text: tuple[bool, ...]
+    returning_fields: tuple[Any, ...]
+    returning_params: tuple[Any, ...]
+
+
+def _is_plain_text(field: Any) -> bool:
+    from django.db.models import CharField, Field, ForeignKey, TextField
+
+    if isinstance(field, ForeignKey):
+        return _is_plain_text(field.target_field)
+    return (
+        isinstance(field, CharField | TextField)
+        and type(field).pre_save is Field.pre_save
+        and type(field).get_db_prep_save is Field.get_db_prep_save
+        and type(field).get_db_prep_value is Field.get_db_prep_value
+        and type(field).get_prep_value in (CharField.get_prep_value, TextField.get_prep_value)
+    )
+
+
+class CompiledInsert(Generic[M]):
+    """`obj.save(force_insert=True)` for one model, with the INSERT built by the ORM once per alias.
+
+    Values are prepared by each field as save() prepares them (pre_save for auto_now and friends,
+    get_db_prep_save), and the instance comes out as save() leaves it (primary key from RETURNING or
+    the last insert id, `_state` no longer adding). Models with parents (multi-table inheritance) or
+    values that are expressions are not compiled. pre_save/post_save receivers are honoured by
+    falling back to save() whenever the model has any.
+    """
+
+    def __init__(self, model: type[M]) -> None:
+        if model._meta.parents:
+            raise NotCompilable("models with parent tables are saved in several statements")
+        self.model = model
+        self._statements: dict[tuple[str, bool], _Insert] = {}
+        self._lock = threading.Lock()
+
+    def _compile(self, alias: str, obj: M, pk_set: bool) -> _Insert:
+        from django.db.models.sql import InsertQuery
+
+        meta = self.model._meta
+        fields = [f for f in meta.local_concrete_fields if not f.generated and (pk_set or f is not meta.auto_field)]
+        for field in fields:
+            if hasattr(getattr(obj, field.attname), "resolve_expression"):
+                raise NotCompilable(f"{field.name} holds an expression, which the ORM inlines into the SQL")
+        returning = tuple(meta.db_returning_fields)
+        query = InsertQuery(self.model)
+        query.insert_values(fields, [obj], raw=False)
+        compiler = query.get_compiler(using=alias)
+        compiler.returning_fields = list(returning)
+        statements = compiler.as_sql()
+        if len(statements) != 1 or len(statements[0][1]) != len(fields):
+            raise NotCompilable("the INSERT is not one statement with one parameter per field")
+        cols = [field.get_col(meta.db_table) for field in returning]
+        if compiler.get_converters(cols):
+            raise NotCompilable("returned columns need converters")
+        return _Insert(
+            sql=statements[0][0],
+            fields=tuple(fields),
+            plain_text=tuple(_is_plain_text(field) for field in fields),
+            returning_fields=returning,
+            returning_params=tuple(getattr(compiler, "returning_params", ()) or ()),
+        )
+
+    def insert(self, obj: M) -> M:
+        from django.db import router
+        from django.db.models.signals import post_save, pre_save
+
+        model = self.model
+        if pre_save.has_listeners(model) or post_save.has_listeners(model):
+            obj.save(force_insert=True)
+            return obj
+        meta = model._meta
+        alias = router.db_for_write(model, instance=obj)
+        connection = connections[alias]
+        obj._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
+        if not obj._is_pk_set(meta):  # type: ignore[attr-defined]
+            setattr(obj, meta.pk.attname, meta.pk.get_pk_value_on_save(obj))  # type: ignore[union-attr]
+        pk_set = bool(obj._is_pk_set(meta))  # type: ignore[attr-defined]
+        statement = self._statements.get((alias, pk_set))
+        if statement is None:
+            with self._lock:
+                statement = self._compile(alias, obj, pk_set)
+                self._statements[(alias, pk_set)] = statement
+        params = []
+        for field, plain in zip(statement.fields, statement.plain_text, strict=True):
+            value = getattr(obj, field.attname) if plain else field.pre_save(obj, True)
+            if not (plain and type(value) is str):
+                value = field.get_db_prep_save(value, connection)
+            params.append(value)
+        with transaction.mark_for_rollback_on_error(using=alias), connection.cursor() as cursor:
+            cursor.execute(statement.sql, params)
+            if statement.returning_fields:
+                if connection.features.can_return_columns_from_insert:
+                    row = connection.ops.fetch_returned_insert_columns(  # type: ignore[attr-defined]
+                        cursor, statement.returning_params
+                    )
+                else:
+                    pk = meta.pk
+                    assert pk is not None and pk.column is not None
+                    row = (connection.ops.last_insert_id(cursor, meta.db_table, pk.column),)
+                for value, field in zip(row, statement.returning_fields, strict=True):
+                    setattr(obj, field.attname, value)
+        obj._state.adding = False
+        obj._state.db = alias
+        return obj

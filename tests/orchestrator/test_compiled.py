@@ -113,3 +113,64 @@ def test_an_update_counts_and_writes_each_call_s_values(make_agent) -> None:
 
     counted = {row.scope_id: (row.actions, row.spend) for row in UsageBucket.objects.all()}
     assert counted == {"a0": (1, Decimal("0.0083")), "a1": (2, Decimal("1.5083")), "a2": (0, Decimal("0"))}
+
+
+def test_an_insert_writes_the_row_save_would_write_and_returns_the_new_key(make_agent) -> None:
+    from agents.models import UsageRecord
+    from orchestrator.compiled import CompiledInsert
+
+    agent, _ = make_agent("agent-a")
+    statement = CompiledInsert(UsageRecord)
+    fields = {"agent_id": agent.pk, "organization_id": agent.organization_id, "action_type": "send_message",
+              "channel": "sms", "provider_cost": Decimal("0.0083"), "reference": "msg_1"}
+    saved = UsageRecord(**fields)
+    saved.save(force_insert=True)
+
+    first = statement.insert(UsageRecord(**fields))
+    second = statement.insert(UsageRecord(**{**fields, "reference": "msg_2 & <b>; 👋"}))
+
+    assert first.pk is not None and second.pk == first.pk + 1 and first.pk > saved.pk
+    assert first._state.adding is False and first._state.db == "default"
+    columns = ("agent_id", "organization_id", "action_type", "channel", "provider_cost", "reference")
+    read = {row["id"]: row for row in UsageRecord.objects.values("id", "created_at", *columns)}
+    assert {k: read[first.pk][k] for k in columns} == {k: read[saved.pk][k] for k in columns}
+    assert read[second.pk]["reference"] == "msg_2 & <b>; 👋"
+    assert read[first.pk]["created_at"] == first.created_at  # auto_now_add filled in, as save() does
+
+
+def test_an_insert_honours_save_signal_receivers_by_saving_the_normal_way(make_agent) -> None:
+    from django.db.models.signals import post_save
+
+    from agents.models import UsageRecord
+    from orchestrator.compiled import CompiledInsert
+
+    agent, _ = make_agent("agent-a")
+    seen: list[int] = []
+
+    def receiver(sender: object, instance: UsageRecord, created: bool, **kwargs: object) -> None:
+        seen.append(instance.pk)
+
+    post_save.connect(receiver, sender=UsageRecord)
+    try:
+        record = CompiledInsert(UsageRecord).insert(UsageRecord(
+            agent_id=agent.pk, organization_id=agent.organization_id, action_type="x", channel="sms",
+            provider_cost=Decimal("0"), reference="r"))
+    finally:
+        post_save.disconnect(receiver, sender=UsageRecord)
+
+    assert seen == [record.pk]
+
+
+def test_an_insert_that_breaks_a_constraint_raises_integrity_error_and_leaves_the_transaction_usable(make_agent) -> None:
+    from django.db import IntegrityError, transaction
+
+    from orchestrator.compiled import CompiledInsert
+
+    agent, _ = make_agent("agent-a")
+    statement = CompiledInsert(OptOut)
+    statement.insert(OptOut(agent=agent, channel="sms", contact="+12125550100"))
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        statement.insert(OptOut(agent=agent, channel="sms", contact="+12125550100"))
+
+    assert OptOut.objects.filter(agent=agent).count() == 1
