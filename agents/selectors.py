@@ -116,14 +116,34 @@ def agents_visible_to(principal: Principal) -> QuerySet[Agent]:
     return agents.filter(pk=principal.agent_id)
 
 
+# The agent an operation acts on, with what the send path reads of it (organization, limits), scoped as
+# agents_visible_to scopes it; compiled once per scope (orchestrator.compiled): MCP tool calls read it
+# on every call.
+_AGENT_BY_ID: CompiledSelect[Agent] = CompiledSelect(
+    lambda agent_id: Agent.objects.select_related("organization", "limits").filter(pk=agent_id)[:1]
+)
+_AGENT_BY_ID_IN_ORG: CompiledSelect[Agent] = CompiledSelect(
+    lambda agent_id, org_id: Agent.objects.select_related("organization", "limits").filter(
+        pk=agent_id, organization_id=org_id
+    )[:1]
+)
+
+
+def _agent_visible_to(principal: Principal, agent_id: str) -> Agent | None:
+    if principal.role is Role.ORG_ADMIN:
+        return _AGENT_BY_ID_IN_ORG.first(agent_id=agent_id, org_id=principal.org_id or "")
+    if principal.role is Role.AGENT and agent_id != principal.agent_id:
+        return None
+    return _AGENT_BY_ID.first(agent_id=agent_id)
+
+
 def agent_get_for_principal(principal: Principal, agent_id: str, *, allow_deprovisioned: bool = False) -> Agent:
     """The agent, if this caller may act on it; 403 for another agent's token, 404 otherwise."""
     if principal.role is Role.AGENT and agent_id != principal.agent_id:
         raise ApiError(403, "forbidden", "An agent token acts only on its own agent.", field="agentId")
     agent = _request_agent_take(principal, agent_id)
     if agent is None:
-        # limits too: the send path needs them, and the join is cheaper than a second query.
-        agent = agents_visible_to(principal).select_related("limits").filter(pk=agent_id).first()
+        agent = _agent_visible_to(principal, agent_id)
     if agent is None:
         raise ApiError(404, "agent_not_found", f"No agent {agent_id!r} in your organization.", field="agentId")
     if agent.status == AgentStatus.DEPROVISIONED and not allow_deprovisioned:
