@@ -112,6 +112,19 @@ MIDDLEWARE = [
     # Last on purpose (see its docstring): keeps the whole chain in one thread hop under ASGI.
     "orchestrator.middleware.ApiErrorMiddleware",
 ]
+# Machine-facing paths (/api/, /webhooks/, /health*: bearer tokens and provider signatures, never a
+# browser session) run this chain instead (orchestrator/http_handler.py picks it by path). It drops
+# what only browsers need: sessions, request.user, messages, CSRF (every view there is csrf_exempt),
+# X-Frame-Options. It keeps the request metrics, SecurityMiddleware's nosniff/Referrer-Policy/COOP
+# headers, CommonMiddleware's ALLOWED_HOSTS check and Content-Length, and the JSON errors. /admin/ and
+# /admin/api/ (staff sessions with CSRF) keep MIDDLEWARE. Sync-capable middleware only.
+API_MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "orchestrator.middleware.ApiErrorMiddleware",
+]
 
 ROOT_URLCONF = "orchestrator.urls"
 ASGI_APPLICATION = "orchestrator.asgi.application"
