@@ -37,7 +37,7 @@ from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
 from orchestrator.operations import long_running_rest_paths
-from orchestrator.workers import run_blocking, run_long
+from orchestrator.workers import run_blocking, run_django_request
 
 # Bearer tokens or provider signatures, never a browser session. Not /admin/api/: it takes staff sessions.
 MACHINE_PATH_PREFIXES = ("/api/", "/webhooks/", "/health")
@@ -92,8 +92,8 @@ class PooledASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         try:
-            run = run_long if scope.get("path", "").rstrip("/") in self.long_paths else run_blocking
-            response = await run(self._respond, scope, body_file)
+            long = scope.get("path", "").rstrip("/") in self.long_paths
+            response = await run_django_request(self._respond, scope, body_file, long=long)
             try:
                 await self.send_response(response, send)
             finally:

@@ -108,7 +108,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "orchestrator.request_metrics.PrometheusAfterMiddleware",  # django-prometheus's, labels looked up once
     # Last on purpose (see its docstring): keeps the whole chain in one thread hop under ASGI.
     "orchestrator.middleware.ApiErrorMiddleware",
 ]
@@ -122,7 +122,7 @@ API_MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "orchestrator.request_metrics.PrometheusAfterMiddleware",  # django-prometheus's, labels looked up once
     "orchestrator.middleware.ApiErrorMiddleware",
 ]
 

@@ -64,10 +64,19 @@ async def run_long(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await _run_on(long_pool(), function, *args, **kwargs)
 
 
-async def _run_on(executor: ThreadPoolExecutor, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def run_django_request(function: Callable[..., T], *args: Any, long: bool = False) -> T:
+    """As run_blocking (run_long with `long`), for a function that runs a whole Django request: the
+    request's own request_started and request_finished signals already do the connection upkeep
+    (close_old_connections), so it is not wrapped in a second round of it."""
+    return await _run_on(long_pool() if long else pool(), function, *args, upkeep=False)
+
+
+async def _run_on(
+    executor: ThreadPoolExecutor, function: Callable[..., T], *args: Any, upkeep: bool = True, **kwargs: Any
+) -> T:
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
-    call = partial(context.run, _on_worker, loop, function, *args, **kwargs)
+    call = partial(context.run, _on_worker, loop, upkeep, function, *args, **kwargs)
     return await loop.run_in_executor(executor, call)
 
 
@@ -80,10 +89,17 @@ def calling_event_loop() -> asyncio.AbstractEventLoop | None:
     return getattr(_thread_state, "loop", None)
 
 
-def _on_worker(loop: asyncio.AbstractEventLoop, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _on_worker(
+    loop: asyncio.AbstractEventLoop, upkeep: bool, function: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
     _thread_state.loop = loop
     try:
-        return with_connections(function, *args, **kwargs)
+        if upkeep:
+            return with_connections(function, *args, **kwargs)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _thread_state.connections_checked_at = time.monotonic()
     finally:
         _thread_state.loop = None
 
