@@ -6,6 +6,7 @@ from typing import Any
 
 from django.urls import URLPattern, path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,6 +15,25 @@ from rest_framework.views import APIView
 from agents.authentication import OptionalBearerTokenAuthentication
 from agents.principals import Principal
 from orchestrator.operations import OPERATIONS, Operation, load_operation_modules
+
+
+class JsonNegotiation(DefaultContentNegotiation):
+    """The operations answer JSON only. A request that plainly accepts it (no Accept header, `*/*` or
+    `application/json`: what API clients and MCP hosts send) skips DRF's parsing of the Accept header,
+    a measurable share of a request's CPU; anything else is negotiated as before (e.g. a client that
+    accepts only text/html gets 406)."""
+
+    PLAIN_ACCEPTS = frozenset({"", "*/*", "application/json"})
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        if (
+            not format_suffix
+            and len(renderers) == 1
+            and request.META.get("HTTP_ACCEPT", "") in self.PLAIN_ACCEPTS
+            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)
 
 
 def _raw_input(op: Operation, request: Request, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +65,10 @@ def view_for(op: Operation) -> type[APIView]:
             if (field.alias or name) not in op.path_params
         ]
     schema_kwargs["responses"] = {200: op.output_model or dict}
-    attrs: dict[str, Any] = {op.method.lower(): extend_schema(**schema_kwargs)(handle)}
+    attrs: dict[str, Any] = {
+        op.method.lower(): extend_schema(**schema_kwargs)(handle),
+        "content_negotiation_class": JsonNegotiation,
+    }
     if op.public:
         # Anonymous callers are welcome; a token, if sent, is checked and identifies the caller.
         attrs["authentication_classes"] = [OptionalBearerTokenAuthentication]
