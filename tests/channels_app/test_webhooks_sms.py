@@ -5,21 +5,26 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from urllib.parse import urlencode
 
 import pytest
+from django.core.exceptions import BadRequest, TooManyFieldsSent
 from django.db import IntegrityError, connection
+from django.http import HttpRequest
 from django.test.utils import CaptureQueriesContext
+from django.utils.datastructures import MultiValueDict
 from twilio.request_validator import RequestValidator
 
 from agents.models import AgentStatus, OptOut
 from agents.services import AgentAddresses
-from channels_app import inbound, signatures
+from channels_app import inbound, signatures, webhooks
 from channels_app.models import Message, WebhookEvent
 from tests.channels_app.webhook_support import TWILIO_TOKEN, fixture, post_twilio, webhook_secrets  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("webhook_secrets")
 
 PATH = "/webhooks/agent-a/sms"
+FORM = "application/x-www-form-urlencoded"
 # BEGIN/COMMIT and the savepoints of the test's own transaction differ between SQLite and PostgreSQL.
 TRANSACTION_CONTROL = re.compile(r"^(BEGIN|COMMIT|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK)", re.IGNORECASE)
 
@@ -278,3 +283,62 @@ def test_an_ordinary_message_is_not_a_keyword(client, agent):
     response = post_twilio(client, PATH, dict(fixture("twilio_sms.json"), Body="Please stop by at 5"))
     assert b"<Message>" not in response.content
     assert not OptOut.objects.exists()
+
+
+def test_it_checks_every_value_of_a_repeated_field_and_stores_the_last(client, agent, settings):
+    params = fixture("twilio_sms.json")
+    form = [*params.items(), ("Body", "a second body")]
+    signed = MultiValueDict({name: [value for key, value in form if key == name] for name, _ in form})
+    url = settings.PUBLIC_BASE_URL + PATH
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, signed)
+    headers = {"X-Twilio-Signature": signature}
+    first_only = urlencode(list(params.items()))
+    assert client.post(PATH, first_only, content_type=FORM, headers=headers).status_code == 403
+    assert client.post(PATH, urlencode(form), content_type=FORM, headers=headers).status_code == 200
+    # As QueryDict.dict() reads it: the last value of the field.
+    assert Message.objects.get().body == "a second body"
+
+
+def test_it_accepts_a_signed_multipart_form(client, agent, settings):
+    params = fixture("twilio_sms.json")
+    signature = signatures.twilio_sign(url=settings.PUBLIC_BASE_URL + PATH, params=params, auth_token=TWILIO_TOKEN)
+    response = client.post(PATH, params, headers={"X-Twilio-Signature": signature})  # the test client's multipart
+    assert response.status_code == 200
+    assert Message.objects.get().body == params["Body"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "max_fields", "error"),
+    [(FORM + "; charset=iso-8859-1", 1000, BadRequest), (FORM, 10, TooManyFieldsSent)],
+)
+def test_it_refuses_the_forms_django_refuses(client, agent, rf, settings, content_type, max_fields, error):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = max_fields
+    params = {f"Field{index}": "x" for index in range(11)}
+    with pytest.raises(error):
+        rf.post(PATH, urlencode(params), content_type=content_type).POST  # noqa: B018
+    with pytest.raises(error):
+        webhooks._twilio_form(rf.post(PATH, urlencode(params), content_type=content_type))
+    signature = signatures.twilio_sign(url="https://comms.example.com" + PATH, params=params, auth_token=TWILIO_TOKEN)
+    client.raise_request_exception = False
+    response = client.post(PATH, urlencode(params), content_type=content_type, headers={"X-Twilio-Signature": signature})
+    assert response.status_code >= 400
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"Body=Hi&From=%2B12125550123&Empty=&Flag",
+        b"Body=Tom+%26+Jerry%3B+50%25&Body=second&Body=Tom+%26+Jerry%3B+50%25",
+        "Body=caf\xe9+\U0001f642&To=%E6%97%A5".encode(),  # raw UTF-8 and escaped UTF-8
+        b"Body=caf\xe9&Bad=%E9%ZZ",  # raw Latin-1: not UTF-8, so read as Latin-1; a broken escape
+        b"a=1;b=2&&c=3&=4",
+    ],
+)
+def test_it_parses_the_form_as_django_parses_request_post(rf, body):
+    def request() -> HttpRequest:
+        return rf.post(PATH, body, content_type=FORM)
+
+    expected = [(name, value) for name, values in request().POST.lists() for value in values]
+    assert sorted(webhooks._twilio_form(request())) == sorted(expected)
