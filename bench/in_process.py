@@ -1,0 +1,194 @@
+"""CPU (or instructions) per request of the application alone: the ASGI app called in-process, no server.
+
+    .venv/bin/python bench/in_process.py health|send|webhook [--requests 2000] [--database postgres://…]
+                                         [--profile out.prof] [--callgrind]
+
+- `health`: authenticated `GET /api/v1/health` (token lookup, DRF, the machine middleware chain).
+- `send`: `POST /api/v1/send-message`, an SMS in demo mode (policy, limits, usage, sandbox provider).
+- `webhook`: a signed inbound Twilio SMS webhook (signature, agent read, stored, delivery routed).
+
+The worker-pool hop is replaced by a direct call, so the figures are the application's own cost; a
+server adds its HTTP layer and the hop (bench/README.md). CPU per request moves with the host's load;
+`--callgrind` runs under valgrind and prints instructions per request, which do not, for A/B of small
+changes (about a minute per run):
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \\
+        .venv/bin/python bench/in_process.py webhook --requests 300 --callgrind
+    callgrind_annotate /tmp/cg.out | grep -m1 "PROGRAM TOTALS"   # ÷ 300
+
+(`--callgrind` only switches instrumentation on around the measured loop with callgrind_control.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.mcp_common import bench_environment, create_agent, prepare_database, setup_django  # noqa: E402
+
+ORCHESTRATOR_TOKEN = "orch_bench_token_0123456789abcdefghij"
+TWILIO_TOKEN = "bench-twilio-auth-token-0123456789"
+BODY = "Your table for 2 is confirmed for 8 pm. Reply STOP to opt out."
+WEBHOOK_AGENT = "bench-agent"
+WEBHOOK_TO = "+14155550100"
+
+
+def _scope(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"localhost:3100"), (b"content-length", str(len(body)).encode()), *headers],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 3100),
+    }
+
+
+async def _call(application: Any, scope: dict[str, Any], body: bytes) -> tuple[int, bytes]:
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)  # a client that stays connected
+        return {"type": "http.disconnect"}
+
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    await application(scope, receive, send)
+    return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
+
+
+class Requests:
+    """Builds the next request of the chosen kind (webhooks get a new MessageSid each)."""
+
+    def __init__(self, mode: str, token: str, agent_id: str) -> None:
+        self.mode, self.token, self.agent_id, self.count = mode, token, agent_id, 0
+
+    def next(self) -> tuple[dict[str, Any], bytes]:
+        bearer = (b"authorization", f"Bearer {self.token}".encode())
+        if self.mode == "health":
+            return _scope("GET", "/api/v1/health", b"", [bearer]), b""
+        if self.mode == "send":
+            body = json.dumps({"to": "+14155550123", "body": BODY}).encode()
+            return _scope("POST", "/api/v1/send-message", body, [bearer, (b"content-type", b"application/json")]), body
+        from django.conf import settings
+
+        from channels_app.signatures import twilio_sign
+
+        self.count += 1
+        params = {"MessageSid": f"SM{self.count:032x}", "AccountSid": "AC" + "0" * 32, "From": "+12125550123",
+                  "To": WEBHOOK_TO, "Body": BODY, "NumMedia": "0", "ApiVersion": "2010-04-01"}
+        path = f"/webhooks/{self.agent_id}/sms"
+        signature = twilio_sign(url=settings.PUBLIC_BASE_URL + path, params=params, auth_token=TWILIO_TOKEN)
+        body = urlencode(params).encode()
+        headers = [(b"content-type", b"application/x-www-form-urlencoded"), (b"x-twilio-signature", signature.encode())]
+        return _scope("POST", path, body, headers), body
+
+
+async def _agent_with_high_limits(application: Any) -> tuple[str, str]:
+    def post(path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        body = json.dumps(payload).encode()
+        headers = [(b"authorization", f"Bearer {ORCHESTRATOR_TOKEN}".encode()), (b"content-type", b"application/json")]
+        return _scope("POST", path, body, headers), body
+
+    status, answer = await _call(application, *post("/api/v1/provision", {"displayName": "Bench", "capabilities": ["sms"]}))
+    created = json.loads(answer)
+    limits = {"maxActionsPerMinute": 10**9, "maxActionsPerHour": 10**9, "maxActionsPerDay": 10**9,
+              "maxSpendPerDay": 10**7, "maxSpendPerMonth": 10**7}
+    await _call(application, *post("/api/v1/agent-limits", {"agentId": created["agentId"], "limits": limits}))
+    return str(created["securityToken"]), str(created["agentId"])
+
+
+def _run_inline() -> None:
+    """The worker-pool hop becomes a direct call: the figures are the application's own."""
+    import orchestrator.http_handler as http_handler
+    from orchestrator import workers
+
+    async def run_blocking(function: Any, *args: Any, **kwargs: Any) -> Any:
+        return workers._on_worker(asyncio.get_running_loop(), True, function, *args, **kwargs)  # noqa: SLF001
+
+    async def run_django_request(function: Any, *args: Any, long: bool = False) -> Any:
+        return workers._on_worker(asyncio.get_running_loop(), False, function, *args)  # noqa: SLF001
+
+    workers.run_blocking = run_blocking  # type: ignore[assignment]
+    http_handler.run_blocking = run_blocking  # type: ignore[assignment]
+    http_handler.run_django_request = run_django_request  # type: ignore[assignment]
+
+
+async def measure(args: argparse.Namespace) -> None:
+    _run_inline()
+    from orchestrator.asgi import application
+
+    if args.mode == "webhook":
+        token, agent_id = create_agent(WEBHOOK_AGENT), WEBHOOK_AGENT
+    else:
+        token, agent_id = await _agent_with_high_limits(application)
+    requests = Requests(args.mode, token, agent_id)
+    statuses: dict[int, int] = {}
+
+    async def one() -> None:
+        status, _ = await _call(application, *requests.next())
+        statuses[status] = statuses.get(status, 0) + 1
+
+    for _ in range(100):  # warm-up: imports, compiled statements, first-minute counter rows
+        await one()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(args.requests):
+        await one()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    print(f"{args.mode}: {cpu / args.requests * 1e6:.0f} µs CPU per request ({wall / args.requests * 1e6:.0f} µs wall), "
+          f"{args.requests} requests, statuses {statuses}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("health", "send", "webhook"))
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--database", default="sqlite", help="sqlite, or a postgres:// URL of an empty database")
+    parser.add_argument("--profile", default="", help="write a cProfile of the measured loop here")
+    parser.add_argument("--callgrind", action="store_true", help="running under valgrind --instr-atstart=no")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = bench_environment(os.path.join(tmp, "bench.sqlite3"))
+        if args.database != "sqlite":
+            env["DATABASE_URL"] = args.database
+        if args.mode == "webhook":
+            env.update(DEMO_MODE="false", TWILIO_AUTH_TOKEN=TWILIO_TOKEN)
+        prepare_database(env)
+        # The requests run on the event loop's thread here (no pool), where Django refuses the ORM
+        # unless told the caller knows what it is doing.
+        env["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        setup_django(env)
+        asyncio.run(measure(args))
+
+
+if __name__ == "__main__":
+    main()
