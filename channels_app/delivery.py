@@ -40,6 +40,7 @@ from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import OperationalError
 from django.db.models import F, Q
 from django.utils import timezone
@@ -157,6 +158,11 @@ def _waiter_key(agent_id: str, channel: str | None) -> str:
 
 
 _waiter_counts: BaseCache | None = None
+# Whether _waiter_counts lives in this process only (LocMemCache, the single-process setup).
+_waiter_counts_local = False
+# Waiter registrations of this process not yet removed: raised before a count is written to the
+# cache, lowered after it is taken away, so a count in the cache implies this is above zero.
+_registered_waiters = 0
 
 
 def _waiters() -> BaseCache:
@@ -167,9 +173,11 @@ def _waiters() -> BaseCache:
     connection (connect, handshake, client setup: about 1 ms of CPU per webhook). The backends'
     clients are thread-safe (redis-py's connection pool; LocMemCache's lock and shared storage).
     """
-    global _waiter_counts
+    global _waiter_counts, _waiter_counts_local
     if _waiter_counts is None:
-        _waiter_counts = caches.create_connection(DEFAULT_CACHE_ALIAS)
+        counts = caches.create_connection(DEFAULT_CACHE_ALIAS)
+        _waiter_counts_local = isinstance(counts, LocMemCache)
+        _waiter_counts = counts
     return _waiter_counts
 
 
@@ -178,8 +186,13 @@ def waiter_pending(agent_id: str, channel: str) -> bool:
 
     Presence lives in the cache, which is Redis (shared) whenever several processes run.
     """
+    counts = _waiters()
+    if _waiter_counts_local and not _registered_waiters:
+        # Only this process writes a local cache, and it has no waiter: nothing to read (a cache
+        # read was a tenth of an inbound webhook's own work).
+        return False
     keys = [_waiter_key(agent_id, None), _waiter_key(agent_id, channel)]
-    return any((count or 0) > 0 for count in _waiters().get_many(keys).values())
+    return any((count or 0) > 0 for count in counts.get_many(keys).values())
 
 
 def _wake_local_waiters(agent_id: str) -> None:
@@ -189,6 +202,9 @@ def _wake_local_waiters(agent_id: str) -> None:
 
 
 def _waiter_add(key: str, ttl: int) -> None:
+    global _registered_waiters
+    with _local_waiters_lock:
+        _registered_waiters += 1
     counts = _waiters()
     counts.add(key, 0, ttl)
     try:
@@ -199,11 +215,15 @@ def _waiter_add(key: str, ttl: int) -> None:
 
 
 def _waiter_remove(key: str) -> None:
+    global _registered_waiters
     try:
         if _waiters().decr(key) <= 0:
             _waiters().delete(key)
     except ValueError:
         pass
+    finally:
+        with _local_waiters_lock:
+            _registered_waiters -= 1
 
 
 def messages_wait(

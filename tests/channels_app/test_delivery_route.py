@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -188,3 +189,30 @@ def test_it_counts_waiters_in_one_cache_instance_across_worker_calls():
     finally:
         delivery._waiter_remove(key)
     assert not delivery.waiter_pending("agent-a", "sms")
+
+
+def test_it_reads_no_waiter_counts_while_no_waiter_of_this_process_uses_its_own_cache(monkeypatch):
+    counts = delivery._waiters()
+    if not isinstance(counts, LocMemCache):
+        pytest.skip("a shared cache (Redis) also holds other processes' waiters: it is always read")
+    reads: list[list[str]] = []
+    get_many = counts.get_many
+
+    def counting(keys: list[str]) -> dict[str, Any]:
+        reads.append(list(keys))
+        return get_many(keys)
+
+    monkeypatch.setattr(counts, "get_many", counting)
+    assert not delivery.waiter_pending("agent-a", "sms")
+    assert reads == []
+    key = delivery._waiter_key("agent-b", "sms")
+    delivery._waiter_add(key, 30)
+    try:
+        # Any waiter of the process (here another agent's) sends every check to the cache.
+        assert not delivery.waiter_pending("agent-a", "sms")
+        assert delivery.waiter_pending("agent-b", "sms")
+        assert len(reads) == 2
+    finally:
+        delivery._waiter_remove(key)
+    assert not delivery.waiter_pending("agent-b", "sms")
+    assert len(reads) == 2
