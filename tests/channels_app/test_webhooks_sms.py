@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection
 from django.http import HttpRequest
 from django.test.utils import CaptureQueriesContext
 from django.utils.datastructures import MultiValueDict
+from prometheus_client import REGISTRY
 from twilio.request_validator import RequestValidator
 
 from agents.models import AgentStatus, OptOut
@@ -342,3 +343,24 @@ def test_it_parses_the_form_as_django_parses_request_post(rf, body):
 
     expected = [(name, value) for name, values in request().POST.lists() for value in values]
     assert sorted(webhooks._twilio_form(request())) == sorted(expected)
+
+
+def test_it_counts_each_webhook_once_by_its_outcome_and_each_stored_message(client, agent):
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    def counts() -> tuple[float, ...]:
+        return (
+            count("mcp_webhook_received_total", type="sms", outcome="stored"),
+            count("mcp_webhook_received_total", type="sms", outcome="duplicate"),
+            count("mcp_webhook_received_total", type="sms", outcome="invalid_signature"),
+            count("mcp_messages_received_total", channel="sms"),
+        )
+
+    before = counts()
+    params = fixture("twilio_sms.json")
+    for _ in range(2):
+        post_twilio(client, PATH, params)
+    post_twilio(client, PATH, dict(params, MessageSid="SM" + "2" * 32))
+    post_twilio(client, PATH, params, token="someone-elses-token")
+    assert [after - earlier for after, earlier in zip(counts(), before, strict=True)] == [2, 1, 1, 2]
