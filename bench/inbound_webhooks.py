@@ -5,7 +5,7 @@
 2. Delivery latency: webhook sent → `comms.inbound` notification received by the agent's MCP client
    (SSE), with one sender and with 20.
 
-The server is a separate process (daphne, as `make run` starts it; `--server uvicorn` also works) on a
+The server is a separate process (uvicorn with httptools and uvloop, as `make run` starts it; `--server daphne` also works) on a
 throw-away SQLite database, or the PostgreSQL database given with --database-url. Signatures are computed
 before the clock starts: the client's cost is not the server's.
 
@@ -283,7 +283,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=4000, help="webhooks in the throughput run (default 4000)")
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--latency-count", type=int, default=500, help="webhooks per latency run (default 500)")
-    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="uvicorn")
     parser.add_argument("--database-url", default="", help="default: a throw-away SQLite file")
     parser.add_argument("--redis-url", default="", help="run the server with REDIS_URL (several-process mode)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the notification latency runs")

@@ -1,6 +1,6 @@
 """The one ASGI application: Django for HTTP, MCP transports mounted beside it, Channels for sockets.
 
-Served by daphne (`manage.py runserver`/`daphne orchestrator.asgi:application`) or uvicorn.
+Served by uvicorn (`make run`: httptools + uvloop) or daphne (`manage.py runserver`, `daphne orchestrator.asgi:application`).
 """
 
 from __future__ import annotations
