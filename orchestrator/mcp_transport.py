@@ -17,7 +17,7 @@ task group; daphne sends no ASGI lifespan, so it is started lazily on the first 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 import hmac
 import json
 import logging
@@ -104,8 +104,13 @@ def mcp_http_mounts() -> dict[str, Any]:
 # --- host and origin (DNS rebinding) -------------------------------------------------------------
 
 
-def allowed_hostnames() -> set[str]:
-    return {settings.PUBLIC_HOST.lower(), "localhost", "127.0.0.1"}
+def allowed_hostnames() -> frozenset[str]:
+    return _allowed_hostnames(settings.PUBLIC_HOST)
+
+
+@functools.cache
+def _allowed_hostnames(public_host: str) -> frozenset[str]:
+    return frozenset({public_host.lower(), "localhost", "127.0.0.1"})
 
 
 def _hostname(host_header: str) -> str:
@@ -114,12 +119,20 @@ def _hostname(host_header: str) -> str:
 
 def host_allowed(host: str | None, origin: str | None) -> bool:
     """Host must name an allowed host (any port); an Origin, when present, too (any port)."""
-    if not host or _hostname(host) not in allowed_hostnames():
+    # Every MCP request asks this with the same few Host/Origin pairs; parsing them costs more than
+    # remembering the answer. Bounded, since both headers come from the client.
+    return _host_allowed(host, origin, settings.PUBLIC_HOST)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_allowed(host: str | None, origin: str | None, public_host: str) -> bool:
+    allowed = _allowed_hostnames(public_host)
+    if not host or _hostname(host) not in allowed:
         return False
     if origin is None:
         return True
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and (parts.hostname or "").lower() in allowed_hostnames()
+    return parts.scheme in ("http", "https") and (parts.hostname or "").lower() in allowed
 
 
 def sdk_security_settings() -> TransportSecuritySettings:
@@ -146,12 +159,8 @@ class Pin:
 
     binding: Binding
     token: str
-    token_digest: bytes
+    token_bytes: bytes
     verified_at: float
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 class _ResponseGuard:
@@ -402,7 +411,7 @@ async def _authenticate(scope: Scope, headers: dict[str, str], token: str | None
 
 
 def _pin(binding: Binding, token: str | None) -> Pin:
-    return Pin(binding, token or "", _digest(token or ""), time.monotonic())
+    return Pin(binding, token or "", (token or "").encode(), time.monotonic())
 
 
 async def _check_pin(scope: Scope, headers: dict[str, str], pin: Pin, *, token: str | None, required: bool = False) -> None:
@@ -410,7 +419,7 @@ async def _check_pin(scope: Scope, headers: dict[str, str], pin: Pin, *, token: 
     if token is None:
         if required:
             raise ApiError(401, "missing_token", "Send Authorization: Bearer <token>.")
-    elif not hmac.compare_digest(_digest(token), pin.token_digest):
+    elif not hmac.compare_digest(token.encode(), pin.token_bytes):
         principal = await _authenticate(scope, headers, token)
         if principal.key != pin.binding.principal.key:
             raise ApiError(403, "forbidden", "This MCP session belongs to another identity.")
@@ -438,6 +447,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 def _query(scope: Scope) -> dict[str, str]:
     raw = scope.get("query_string", b"").decode("latin-1")
+    if not raw:
+        return {}
     return {key: values[0] for key, values in parse_qs(raw).items() if values}
 
 
