@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import getaddresses, parseaddr
+from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from agents.models import Agent, AgentStatus, Channel, OptOut
 from agents.usage import usage_cost_adjust
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
 HELP_KEYWORDS = frozenset({"HELP"})
+KEYWORDS = OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS | HELP_KEYWORDS
 
 
 class ProviderUnavailable(Exception):
@@ -134,9 +136,9 @@ def twilio_media_urls(params: Mapping[str, str]) -> list[str]:
     return [url for index in range(min(count, 10)) if (url := params.get(f"MediaUrl{index}"))]
 
 
-def _keyword_reply(agent: Agent, channel: str, contact: str, body: str) -> str | None:
-    """Apply STOP/START/HELP; returns the confirmation to send back, if any."""
-    keyword = body.strip().upper()
+def _keyword_reply(agent: Agent, channel: str, contact: str, keyword: str) -> str | None:
+    """Apply STOP/START/HELP (`keyword`: the message trimmed and upper-cased); returns the confirmation
+    to send back, if any."""
     name = agent.display_name
     if keyword in OPT_OUT_KEYWORDS:
         OptOut.objects.get_or_create(agent=agent, channel=channel, contact=contact, defaults={"keyword": keyword})
@@ -178,18 +180,39 @@ def twilio_message_receive(
         provider="twilio",
         external_id=event_id,
     )
+    keyword = body.strip().upper()
+    is_keyword = keyword in KEYWORDS
     try:
-        with transaction.atomic():
+        with _write_block(several_writes=is_keyword):
             # The message is its own dedupe key (Message's unique_inbound_twilio_message) and the
-            # transaction's first write, so a redelivery - also one arriving concurrently, which waits
-            # on the unique index - fails before the keywords are applied and rolls everything back.
+            # first write, so a redelivery - also one arriving concurrently, which waits on the
+            # unique index - fails before the keywords are applied and rolls everything back.
             _insert(message, route)
-            reply = _keyword_reply(agent, channel, sender, body)
+            reply = _keyword_reply(agent, channel, sender, keyword) if is_keyword else None
     except IntegrityError:
         if not (event_id and _twilio_message_stored(event_id)):
             raise  # not a repeat: a real error of the transaction
         return InboundOutcome(duplicate=True)
     return InboundOutcome(message_id=message.id, reply=reply)
+
+
+def _write_block(*, several_writes: bool) -> AbstractContextManager[object]:
+    """The transaction around a Twilio message's writes, when it needs one.
+
+    A message that is not a keyword is one INSERT, atomic by itself: run in autocommit it saves the
+    BEGIN and COMMIT round trips (PostgreSQL). On SQLite every write still gets its transaction,
+    whose BEGIN queues on the process's write lock (orchestrator.sqlite_backend) instead of in
+    SQLite's busy handler. Inside a caller's transaction the block is a savepoint, as before, so a
+    redelivery's IntegrityError leaves the caller's transaction usable.
+    """
+    if several_writes or _on_sqlite() or transaction.get_connection().in_atomic_block:
+        return transaction.atomic()
+    return nullcontext()
+
+
+@cache
+def _on_sqlite() -> bool:
+    return bool(connections[DEFAULT_DB_ALIAS].vendor == "sqlite")
 
 
 def _twilio_message_stored(event_id: str) -> bool:

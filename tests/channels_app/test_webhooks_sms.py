@@ -364,3 +364,42 @@ def test_it_counts_each_webhook_once_by_its_outcome_and_each_stored_message(clie
     post_twilio(client, PATH, dict(params, MessageSid="SM" + "2" * 32))
     post_twilio(client, PATH, params, token="someone-elses-token")
     assert [after - earlier for after, earlier in zip(counts(), before, strict=True)] == [2, 1, 1, 2]
+
+
+@pytest.fixture
+def insert_spy(monkeypatch):
+    """Whether each message insert ran inside a transaction."""
+    in_transaction: list[bool] = []
+    insert = inbound._INSERT_MESSAGE.insert
+
+    def spying(message: Message) -> Message:
+        in_transaction.append(connection.in_atomic_block)
+        return insert(message)
+
+    monkeypatch.setattr(inbound._INSERT_MESSAGE, "insert", spying)
+    return in_transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_plain_message_is_one_autocommit_insert_outside_sqlite_and_a_keyword_one_transaction(client, agent, insert_spy):
+    params = fixture("twilio_sms.json")
+    assert post_twilio(client, PATH, params).status_code == 200
+    # The redelivery's IntegrityError, outside a transaction too, is a duplicate and leaves the connection usable.
+    second = post_twilio(client, PATH, params)
+    assert (second.status_code, b"<Message>" in second.content) == (200, False)
+    stop = post_twilio(client, PATH, dict(params, Body=" stop ", MessageSid="SM" + "3" * 32))
+    assert b"unsubscribed" in stop.content
+    # SQLite: every write in a transaction, whose BEGIN queues on the process's write lock.
+    plain_in_transaction = connection.vendor == "sqlite"
+    assert insert_spy == [plain_in_transaction, plain_in_transaction, True]
+    assert Message.objects.count() == 2
+    assert OptOut.objects.count() == 1
+
+
+def test_inside_a_callers_transaction_a_redelivery_leaves_it_usable(client, agent, insert_spy):
+    # pytest-django's test transaction is the caller's here: the insert runs in a savepoint.
+    params = fixture("twilio_sms.json")
+    for _ in range(2):
+        assert post_twilio(client, PATH, params).status_code == 200
+    assert insert_spy == [True, True]
+    assert Message.objects.count() == 1
