@@ -103,12 +103,16 @@ async def _list_tools(ctx: ServerRequestContext[Any, Any], params: PaginatedRequ
 
 
 async def _call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> CallToolResult:
-    operation = _tools().get(params.name)
+    return await call_tool(binding_of(ctx), params.name, params.arguments)
+
+
+async def call_tool(binding: Binding | None, name: str, raw_arguments: dict[str, Any] | None) -> CallToolResult:
+    """One tool call as `binding`; a refusal or a failure is an `isError` result, never an exception."""
+    operation = _tools().get(name)
     if operation is None:
         metrics.TOOL_CALLS.labels(tool="unknown", outcome="error").inc()
-        return tool_result({"error": f"No tool named {params.name!r}.", "code": "not_found"}, is_error=True)
-    binding = binding_of(ctx)
-    arguments = dict(params.arguments or {})
+        return tool_result({"error": f"No tool named {name!r}.", "code": "not_found"}, is_error=True)
+    arguments = dict(raw_arguments or {})
     try:
         if binding is None:
             raise ApiError(401, "missing_token", "Send Authorization: Bearer <token>.")
@@ -117,14 +121,28 @@ async def _call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolReques
             arguments["agentId"] = binding.agent_id
         result = await run_operation(operation, binding.principal, arguments)
     except ApiError as exc:
-        metrics.TOOL_CALLS.labels(tool=params.name, outcome="error").inc()
+        metrics.TOOL_CALLS.labels(tool=name, outcome="error").inc()
         return tool_result(exc.body(), is_error=True)
     except Exception:
-        logger.exception("Tool %s failed", params.name)
-        metrics.TOOL_CALLS.labels(tool=params.name, outcome="error").inc()
+        logger.exception("Tool %s failed", name)
+        metrics.TOOL_CALLS.labels(tool=name, outcome="error").inc()
         return tool_result({"error": "Internal server error.", "code": "internal_error"}, is_error=True)
-    metrics.TOOL_CALLS.labels(tool=params.name, outcome="success").inc()
+    metrics.TOOL_CALLS.labels(tool=name, outcome="success").inc()
     return tool_result(result)
+
+
+def served_without_dispatch(name: str) -> bool:
+    """Whether the transport gate may answer a `tools/call` of `name` itself (see mcp_transport).
+
+    Only short tools: a long poll stays with the SDK's dispatcher, where `notifications/cancelled`
+    can end it. Only while the server has no middleware (tracing) and no cache hint for the method,
+    which would have to see or shape the call.
+    """
+    operation = _tools().get(name)
+    if operation is None or operation.long_running:
+        return False
+    server = get_server()
+    return not server.middleware and "tools/call" not in server.cache_hints
 
 
 # Operations that neither touch the database nor do other I/O run on the event loop: for them the
@@ -165,6 +183,7 @@ async def _on_initialized(ctx: ServerRequestContext[Any, Any], params: Notificat
     connection = connection_of(ctx)
     if connection.session_id:
         # Streamable HTTP: when the session ends (DELETE, idle timeout, crash) forget its pin.
+        streams.connections[connection.session_id] = connection
         connection.exit_stack.callback(streams.forget, connection.session_id)
     if binding is None or binding.agent_id is None:
         return
@@ -196,6 +215,9 @@ class StreamTracker:
     def __init__(self) -> None:
         self.open_streams: dict[str, int] = {}
         self.sessions: dict[str, agent_registry.LiveSession] = {}
+        # Every initialized session's connection, for the gate's tool-call path (its negotiated
+        # protocol version); dropped when the session ends.
+        self.connections: dict[str, Connection] = {}
         # Called with the session id when a Streamable HTTP session ends (the gate drops its pin).
         self.forget_listeners: list[Callable[[str], object]] = []
 
@@ -208,6 +230,7 @@ class StreamTracker:
 
     def forget(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
+        self.connections.pop(session_id, None)
         self.open_streams.pop(session_id, None)
         for listener in self.forget_listeners:
             listener(session_id)
