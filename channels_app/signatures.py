@@ -19,19 +19,11 @@ import base64
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
-from urllib.parse import urlparse
+from collections.abc import Iterator, Mapping, Sequence
 
 from django.conf import settings
 from svix.webhooks import Webhook, WebhookVerificationError
-from twilio.request_validator import (
-    HMAC_SHA1,
-    HMAC_SHA256,
-    RequestValidator,
-    add_port,
-    get_signature_algorithm,
-    remove_port,
-)
+from twilio.request_validator import RequestValidator, compare, get_signature_algorithm
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +67,26 @@ def public_url(full_path: str) -> str:
 
 # --- Twilio -------------------------------------------------------------------------------------
 
-# The SDK's algorithms (its RequestValidator._HASH_FUNCTIONS, private), by hashlib name.
-_TWILIO_DIGESTS = {HMAC_SHA1: "sha1", HMAC_SHA256: "sha256"}
+class _SignedForm:
+    """The form's (name, value) pairs as the SDK's RequestValidator reads a multidict: names by iteration,
+    values through getall(), the first lookup its get_values() tries, so no field costs an exception
+    (a plain dict costs two per field, a QueryDict one). Repeated names keep every value, as signed."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self._values: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self._values.setdefault(name, []).append(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def getall(self, name: str) -> list[str]:
+        return self._values[name]
 
 
 def twilio_signature_valid(
@@ -87,31 +97,24 @@ def twilio_signature_valid(
     auth_token: str | None,
     signature_settings: str = "",
 ) -> bool:
-    """Twilio's check. `params` is the form as (name, value) pairs (repeated names kept) or the raw JSON
-    body text, whose hash must then match the `bodySHA256` query parameter of `url`."""
+    """Twilio's check, by the SDK's RequestValidator. `params` is the form as (name, value) pairs
+    (repeated names kept) or the raw JSON body text, whose hash must then match the `bodySHA256` query
+    parameter of `url`."""
     if not auth_token or not signature:
         return False
+    validator = RequestValidator(auth_token)
     algorithm = get_signature_algorithm(signature_settings)
-    digest = _TWILIO_DIGESTS.get(algorithm.upper())
-    if isinstance(params, str) or digest is None:
-        # JSON bodies, and algorithms we do not know (the SDK logs those and refuses).
-        return bool(RequestValidator(auth_token).validate(url, params, signature, algorithm=algorithm))
-    # Form bodies: the string the SDK's compute_signature builds, without its per-name lookups (an
-    # exception per field for a plain dict or a QueryDict). Sorting the distinct (name, value) pairs
-    # orders them as the SDK does: by name, then by value within a name.
-    signed = "".join(name + value for name, value in sorted(set(params)))
-    token = auth_token.encode()
-    expected = signature.encode()
-
-    def signs(candidate: str) -> bool:
-        return hmac.compare_digest(base64.b64encode(hmac.digest(token, (candidate + signed).encode(), digest)), expected)
-
-    # Twilio signs the URL with or without its port (the SDK's validate() tries both). The URL as we
-    # were called is one of the two, and the one a form is nearly always signed over: one HMAC.
-    if signs(url):
-        return True
-    parsed = urlparse(url)
-    return any(variant != url and signs(variant) for variant in (remove_port(parsed), add_port(parsed)))
+    if isinstance(params, str):
+        return bool(validator.validate(url, params, signature, algorithm=algorithm))
+    form = _SignedForm(params)
+    # validate() always computes two HMACs, for the URL with and without its port (Twilio signs either).
+    # A form signed over the URL as we were called matches the first one we compute.
+    try:
+        if compare(validator.compute_signature(url, form, algorithm), signature):
+            return True
+    except ValueError:
+        pass  # an algorithm the SDK does not know: validate() logs it and refuses
+    return bool(validator.validate(url, form, signature, algorithm=algorithm))
 
 
 def twilio_sign(*, url: str, params: Mapping[str, str], auth_token: str) -> str:
