@@ -323,11 +323,28 @@ class CompiledUpdate(_CompiledStatement):
 class _Insert:
     sql: str
     fields: tuple[Any, ...]
-    # Per field: True when the value, if a str, goes to the database as it is (text columns and
-    # foreign keys to them), which skips the field's prep calls for most columns of a message.
-    plain_text: tuple[bool, ...]
+    # Per field, how its value is prepared (_PASS_TEXT, _ATTRIBUTE, _FULL): most columns of a message
+    # need none of the field's prep calls.
+    preparation: tuple[int, ...]
     returning_fields: tuple[Any, ...]
     returning_params: tuple[Any, ...]
+
+
+# How CompiledInsert prepares a field's value, as save() would but without calls that cannot change it.
+_PASS_TEXT = 0  # text columns and foreign keys to them: a str goes as it is
+_ATTRIBUTE = 1  # Django's own fields whose pre_save is the attribute (not JSON): None goes as NULL
+_FULL = 2  # pre_save (auto_now and friends) and get_db_prep_save, always
+
+
+def _preparation(field: Any) -> int:
+    from django.db.models import Field, JSONField
+
+    if _is_plain_text(field):
+        return _PASS_TEXT
+    builtin = type(field).__module__.startswith("django.db.models.fields")
+    if builtin and type(field).pre_save is Field.pre_save and not isinstance(field, JSONField):
+        return _ATTRIBUTE
+    return _FULL
 
 
 def _is_plain_text(field: Any) -> bool:
@@ -383,7 +400,7 @@ class CompiledInsert(Generic[M]):
         return _Insert(
             sql=statements[0][0],
             fields=tuple(fields),
-            plain_text=tuple(_is_plain_text(field) for field in fields),
+            preparation=tuple(_preparation(field) for field in fields),
             returning_fields=returning,
             returning_params=tuple(getattr(compiler, "returning_params", ()) or ()),
         )
@@ -393,7 +410,10 @@ class CompiledInsert(Generic[M]):
         from django.db.models.signals import post_save, pre_save
 
         model = self.model
-        if pre_save.has_listeners(model) or post_save.has_listeners(model):
+        # `receivers` first: empty for nearly every process, and cheaper than the per-sender lookup.
+        if (pre_save.receivers or post_save.receivers) and (
+            pre_save.has_listeners(model) or post_save.has_listeners(model)
+        ):
             obj.save(force_insert=True)
             return obj
         meta = model._meta
@@ -409,11 +429,15 @@ class CompiledInsert(Generic[M]):
                 statement = self._compile(alias, obj, pk_set)
                 self._statements[(alias, pk_set)] = statement
         params = []
-        for field, plain in zip(statement.fields, statement.plain_text, strict=True):
-            value = getattr(obj, field.attname) if plain else field.pre_save(obj, True)
-            if not (plain and type(value) is str):
-                value = field.get_db_prep_save(value, connection)
-            params.append(value)
+        for field, preparation in zip(statement.fields, statement.preparation, strict=True):
+            if preparation == _FULL:
+                params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+                continue
+            value = getattr(obj, field.attname)
+            if preparation == _PASS_TEXT and type(value) is str or preparation == _ATTRIBUTE and value is None:
+                params.append(value)
+            else:
+                params.append(field.get_db_prep_save(value, connection))
         with transaction.mark_for_rollback_on_error(using=alias), connection.cursor() as cursor:
             cursor.execute(statement.sql, params)
             if statement.returning_fields:
