@@ -102,16 +102,22 @@ async def _list_tools(ctx: ServerRequestContext[Any, Any], params: PaginatedRequ
     return _tool_list()
 
 
+def tool_result_wire(body: dict[str, Any], *, is_error: bool = False) -> dict[str, Any]:
+    """`tool_result` as the dict it dumps to, for a caller that serializes it itself."""
+    return {"content": [{"type": "text", "text": render_text(body)}], "structuredContent": body, "isError": is_error}
+
+
 async def _call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> CallToolResult:
-    return await call_tool(binding_of(ctx), params.name, params.arguments)
+    body, is_error = await call_tool(binding_of(ctx), params.name, params.arguments)
+    return tool_result(body, is_error=is_error)
 
 
-async def call_tool(binding: Binding | None, name: str, raw_arguments: dict[str, Any] | None) -> CallToolResult:
-    """One tool call as `binding`; a refusal or a failure is an `isError` result, never an exception."""
+async def call_tool(binding: Binding | None, name: str, raw_arguments: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+    """One tool call as `binding`: (result body, is_error); a refusal or a failure is an error body, never an exception."""
     operation = _tools().get(name)
     if operation is None:
         metrics.TOOL_CALLS.labels(tool="unknown", outcome="error").inc()
-        return tool_result({"error": f"No tool named {name!r}.", "code": "not_found"}, is_error=True)
+        return {"error": f"No tool named {name!r}.", "code": "not_found"}, True
     arguments = dict(raw_arguments or {})
     try:
         if binding is None:
@@ -122,13 +128,13 @@ async def call_tool(binding: Binding | None, name: str, raw_arguments: dict[str,
         result = await run_operation(operation, binding.principal, arguments)
     except ApiError as exc:
         metrics.TOOL_CALLS.labels(tool=name, outcome="error").inc()
-        return tool_result(exc.body(), is_error=True)
+        return exc.body(), True
     except Exception:
         logger.exception("Tool %s failed", name)
         metrics.TOOL_CALLS.labels(tool=name, outcome="error").inc()
-        return tool_result({"error": "Internal server error.", "code": "internal_error"}, is_error=True)
+        return {"error": "Internal server error.", "code": "internal_error"}, True
     metrics.TOOL_CALLS.labels(tool=name, outcome="success").inc()
-    return tool_result(result)
+    return result, False
 
 
 def served_without_dispatch(name: str) -> bool:

@@ -33,13 +33,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
+import pydantic_core
 from django.conf import settings
 from mcp.server.connection import Connection
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import INTERNAL_ERROR, CallToolResult, ErrorData, JSONRPCError, JSONRPCResponse
+from mcp_types import INTERNAL_ERROR, ErrorData, JSONRPCError
 from mcp_types.methods import serialize_server_result
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -60,6 +61,7 @@ from orchestrator.mcp_server import (
     get_server,
     served_without_dispatch,
     streams,
+    tool_result_wire,
 )
 from orchestrator.workers import run_blocking
 
@@ -373,8 +375,8 @@ class McpGate:
             return replay
         request_id, name, arguments = call
         with _in_flight(transport):
-            result = await call_tool(scope.get(BINDING_SCOPE_KEY), name, arguments)
-            answer = _tool_call_response(request_id, result, connection.protocol_version)
+            outcome, is_error = await call_tool(scope.get(BINDING_SCOPE_KEY), name, arguments)
+            answer = _tool_call_response(request_id, tool_result_wire(outcome, is_error=is_error), connection.protocol_version)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode()),
                    (SESSION_HEADER, session_id.encode("latin-1"))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -531,16 +533,17 @@ def _tool_call(body: bytes) -> tuple[int | str, str, dict[str, Any] | None] | No
     return request_id, name, arguments
 
 
-def _tool_call_response(request_id: int | str, result: CallToolResult, protocol_version: str) -> bytes:
+def _tool_call_response(request_id: int | str, result: dict[str, Any], protocol_version: str) -> bytes:
     """The JSON-RPC response the SDK would write: its per-version result serializer, its envelope."""
-    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
     try:
-        wire = serialize_server_result("tools/call", protocol_version, dumped)
+        wire = serialize_server_result("tools/call", protocol_version, result)
     except ValidationError:
         logger.exception("handler for 'tools/call' returned an invalid result")
         error = ErrorData(code=INTERNAL_ERROR, message="Handler returned an invalid result")
         return JSONRPCError(jsonrpc="2.0", id=request_id, error=error).model_dump_json(by_alias=True, exclude_unset=True).encode()
-    return JSONRPCResponse(jsonrpc="2.0", id=request_id, result=wire).model_dump_json(by_alias=True, exclude_unset=True).encode()
+    # What JSONRPCResponse(...).model_dump_json(by_alias=True, exclude_unset=True) writes, without
+    # validating the result a second time.
+    return pydantic_core.to_json({"jsonrpc": "2.0", "id": request_id, "result": wire})
 
 
 @contextlib.contextmanager
