@@ -120,10 +120,10 @@ def _run_inline() -> None:
     from orchestrator import workers
 
     async def run_blocking(function: Any, *args: Any, **kwargs: Any) -> Any:
-        return workers._on_worker(asyncio.get_running_loop(), True, function, *args, **kwargs)  # noqa: SLF001
+        return workers._on_worker(asyncio.get_running_loop(), True, True, function, *args, **kwargs)  # noqa: SLF001
 
     async def run_django_request(function: Any, *args: Any, long: bool = False) -> Any:
-        return workers._on_worker(asyncio.get_running_loop(), False, function, *args)  # noqa: SLF001
+        return workers._on_worker(asyncio.get_running_loop(), False, True, function, *args)  # noqa: SLF001
 
     workers.run_blocking = run_blocking  # type: ignore[assignment]
     http_handler.run_blocking = run_blocking  # type: ignore[assignment]

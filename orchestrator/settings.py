@@ -160,6 +160,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # which keeps its database connection this many seconds: a process holds at most WORKER_THREADS
 # connections. 0 reconnects for every request (slow: a fresh connection costs more than most requests).
 WORKER_THREADS: int = env.int("WORKER_THREADS", 32, minimum=1, maximum=256)
+# How many of those threads may run at once; the others wait their turn, first come first served
+# (orchestrator.workers). Python runs one thread at a time anyway: on SQLite, whose writes queue on one
+# lock too, 20 threads runnable at once cost ~15 % more CPU per webhook and p99 61-65 ms against 44-49 ms
+# with one turn (bench/README.md). A thread waiting on a provider's API gives its turn away, so slow
+# provider calls still overlap. On PostgreSQL, whose queries wait on the network, turns cost throughput
+# and save no CPU: no limit by default. 0: no limit.
+WORKER_CPU_SLOTS: int = env.int(
+    "WORKER_CPU_SLOTS", 1 if DATABASES["default"]["ENGINE"] == "orchestrator.sqlite_backend" else 0,
+    minimum=0, maximum=256,
+)
 # Long polls (wait-for-message) get threads of their own, so waiting agents never starve other requests.
 LONG_CALL_THREADS: int = env.int("LONG_CALL_THREADS", 64, minimum=1, maximum=1024)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 300, minimum=0)

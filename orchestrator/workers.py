@@ -10,15 +10,24 @@ other requests need. A process therefore holds at most `WORKER_THREADS` + `LONG_
 database connections.
 
 A slow provider call occupies one thread, not the process.
+
+At most `WORKER_CPU_SLOTS` of the pool's threads run at once; the rest wait for a turn before they
+start. Python executes one thread at a time, and many runnable threads contending for the interpreter
+lock cost CPU and stretch every request's latency. A thread that waits on the network for a provider's
+API (`cpu_turn_released`, applied by the provider registry to every live adapter) gives its turn away
+meanwhile, so slow provider calls still overlap. Inside a transaction it keeps its turn: another
+thread could otherwise take the turn and then wait on this transaction's locks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -32,6 +41,85 @@ T = TypeVar("T")
 
 _pool: ThreadPoolExecutor | None = None
 _long_pool: ThreadPoolExecutor | None = None
+class _Turns:
+    """A semaphore that hands a released turn straight to the longest waiter (first come, first
+    served). threading.Semaphore lets a newcomer take a freed turn ahead of the waiters, which left
+    some requests waiting behind dozens of others and tripled p99 latency."""
+
+    def __init__(self, turns: int) -> None:
+        self._lock = threading.Lock()
+        self._free = turns
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting.append(gate)
+        gate.acquire()  # released by release(), which hands this thread the turn
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._free += 1
+
+
+_cpu_turns: _Turns | None = None
+_cpu_turns_guard = threading.Lock()
+
+
+def _turns() -> _Turns | None:
+    global _cpu_turns
+    if _cpu_turns is None and settings.WORKER_CPU_SLOTS:
+        with _cpu_turns_guard:
+            if _cpu_turns is None:
+                _cpu_turns = _Turns(settings.WORKER_CPU_SLOTS)
+    return _cpu_turns
+
+
+@contextlib.contextmanager
+def cpu_turn() -> Iterator[None]:
+    """Hold one of the pool's WORKER_CPU_SLOTS turns for the duration (see the module docstring)."""
+    turns = _turns()
+    if turns is None or getattr(_thread_state, "turn_held", False):
+        yield
+        return
+    turns.acquire()
+    _thread_state.turn_held = True
+    try:
+        yield
+    finally:
+        _thread_state.turn_held = False
+        turns.release()
+
+
+@contextlib.contextmanager
+def cpu_turn_released() -> Iterator[None]:
+    """Give this thread's turn to another while it waits on the network (a provider's API).
+
+    Kept inside a transaction (any database): another thread that took the turn could then wait on
+    this transaction's locks while this one waits for the turn.
+    """
+    turns = _cpu_turns
+    if turns is None or not getattr(_thread_state, "turn_held", False) or _in_transaction():
+        yield
+        return
+    _thread_state.turn_held = False
+    turns.release()
+    try:
+        yield
+    finally:
+        turns.acquire()
+        _thread_state.turn_held = True
+
+
+def _in_transaction() -> bool:
+    return any(connection.in_atomic_block for connection in connections.all(initialized_only=True))
 
 
 def pool() -> ThreadPoolExecutor:
@@ -76,7 +164,9 @@ async def _run_on(
 ) -> T:
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
-    call = partial(context.run, _on_worker, loop, upkeep, function, *args, **kwargs)
+    # Long polls wait for seconds: they take no turn (the ordinary pool's threads take one each).
+    turn = executor is not _long_pool
+    call = partial(context.run, _on_worker, loop, upkeep, turn, function, *args, **kwargs)
     return await loop.run_in_executor(executor, call)
 
 
@@ -90,16 +180,17 @@ def calling_event_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _on_worker(
-    loop: asyncio.AbstractEventLoop, upkeep: bool, function: Callable[..., T], *args: Any, **kwargs: Any
+    loop: asyncio.AbstractEventLoop, upkeep: bool, turn: bool, function: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T:
     _thread_state.loop = loop
     try:
-        if upkeep:
-            return with_connections(function, *args, **kwargs)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            _thread_state.connections_checked_at = time.monotonic()
+        with cpu_turn() if turn else contextlib.nullcontext():
+            if upkeep:
+                return with_connections(function, *args, **kwargs)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _thread_state.connections_checked_at = time.monotonic()
     finally:
         _thread_state.loop = None
 
@@ -140,9 +231,10 @@ signals.request_started.connect(skip_health_check_of_recent_connections)
 
 def reset_worker_threads() -> None:
     """Retire the pools and close their threads' database connections (tests; before a database is dropped)."""
-    global _pool, _long_pool
+    global _pool, _long_pool, _cpu_turns
     retired_pools = [_pool, _long_pool]
     _pool = _long_pool = None
+    _cpu_turns = None  # rebuilt from WORKER_CPU_SLOTS by the next call
     for retired in retired_pools:
         if retired is not None:
             _retire(retired)

@@ -8,7 +8,8 @@ lazily so that a process that never sends email never imports the Resend SDK.
 
 from __future__ import annotations
 
-from typing import cast
+import functools
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 
@@ -21,8 +22,39 @@ from channels_app.providers.base import (
     TelephonyProvider,
     TtsProvider,
 )
+from orchestrator.workers import cpu_turn_released
 
 MESSAGING_CHANNELS = ("sms", "whatsapp", "email", "line")
+A = TypeVar("A")
+
+
+class _WaitsOffTurn:
+    """A live adapter whose calls give their worker thread's CPU turn to another request while they wait
+    on the provider's API (orchestrator.workers.cpu_turn_released). It passes for the adapter itself
+    (attributes, isinstance); the sandbox set does no I/O and is returned as it is."""
+
+    def __init__(self, adapter: object) -> None:
+        object.__setattr__(self, "_adapter", adapter)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # noqa: D105  (isinstance sees the adapter's class)
+        return type(object.__getattribute__(self, "_adapter"))
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(object.__getattribute__(self, "_adapter"), name)
+        if name.startswith("_") or not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def off_turn(*args: Any, **kwargs: Any) -> Any:
+            with cpu_turn_released():
+                return value(*args, **kwargs)
+
+        return off_turn
+
+
+def _live(adapter: A) -> A:
+    return cast(A, _WaitsOffTurn(adapter))
 
 TWILIO_SETTINGS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
 RESEND_SETTINGS = ("RESEND_API_KEY",)
@@ -48,10 +80,10 @@ def messaging_provider(channel: str, *, credentials: dict[str, str] | None = Non
     if channel == "sms":
         from channels_app.providers.twilio_sms import TwilioSmsProvider
 
-        return TwilioSmsProvider()
+        return _live(TwilioSmsProvider())
     from channels_app.providers.twilio_whatsapp import TwilioWhatsAppProvider
 
-    return TwilioWhatsAppProvider()
+    return _live(TwilioWhatsAppProvider())
 
 
 def telephony_provider() -> TelephonyProvider:
@@ -62,7 +94,7 @@ def telephony_provider() -> TelephonyProvider:
         raise ProviderNotConfigured("voice", TWILIO_SETTINGS)
     from channels_app.providers.twilio_voice import TwilioVoiceProvider
 
-    return TwilioVoiceProvider()
+    return _live(TwilioVoiceProvider())
 
 
 def email_provider() -> EmailProvider:
@@ -73,7 +105,7 @@ def email_provider() -> EmailProvider:
         raise ProviderNotConfigured("email", RESEND_SETTINGS)
     from channels_app.providers.resend_email import ResendEmailProvider
 
-    return ResendEmailProvider()
+    return _live(ResendEmailProvider())
 
 
 def tts_provider() -> TtsProvider:
@@ -83,7 +115,7 @@ def tts_provider() -> TtsProvider:
         raise ProviderNotConfigured("tts", ELEVENLABS_SETTINGS)
     from channels_app.providers.elevenlabs_tts import ElevenLabsTtsProvider
 
-    return ElevenLabsTtsProvider()
+    return _live(ElevenLabsTtsProvider())
 
 
 def line_provider(credentials: dict[str, str] | None = None) -> LineProvider:
@@ -98,7 +130,7 @@ def line_provider(credentials: dict[str, str] | None = None) -> LineProvider:
         raise ProviderNotConfigured("line", LINE_SETTINGS)
     from channels_app.providers.line import LineMessagingProvider
 
-    return cast(LineProvider, LineMessagingProvider(token))
+    return _live(cast(LineProvider, LineMessagingProvider(token)))
 
 
 def line_access_token(credentials: dict[str, str] | None) -> str | None:
