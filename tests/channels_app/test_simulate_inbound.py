@@ -66,3 +66,26 @@ async def test_it_fails_loudly_in_live_mode_without_a_secret(asgi_server: LiveSe
     await sync_to_async(make_agent)("agent-a")
     with pytest.raises(CommandError, match="TWILIO_AUTH_TOKEN"):
         await asyncio.to_thread(simulate, asgi_server, "sms", "--agent", "agent-a", "--from", "+15551234567")
+
+
+async def test_it_says_which_url_it_signed_when_the_server_refuses_the_signature(
+    asgi_server: LiveServer, make_agent, demo_mode, monkeypatch
+):
+    # A server started with another PORT checks Twilio's signature over another URL than this command signed.
+    from channels_app import signatures
+    from channels_app.management.commands import simulate_inbound
+
+    class OtherPort:
+        def __getattr__(self, name: str) -> object:
+            return getattr(signatures, name)
+
+        @staticmethod
+        def public_url(path: str) -> str:
+            return "http://localhost:3999" + path
+
+    monkeypatch.setattr(simulate_inbound, "signatures", OtherPort())
+    await sync_to_async(make_agent)("agent-a", addresses=AgentAddresses(phone="+14155550100"))
+
+    with pytest.raises(CommandError, match=r"signed for http://localhost:3999/webhooks/agent-a/sms; run it with the PORT"):
+        await asyncio.to_thread(simulate, asgi_server, "sms", "--agent", "agent-a", "--from", "+15551234567")
+    assert not await sync_to_async(Message.objects.exists)()

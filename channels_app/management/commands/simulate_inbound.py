@@ -55,6 +55,13 @@ class Command(BaseCommand):
         self.stdout.write(f"POST {path} → {status}")
         if answer:
             self.stdout.write(answer)
+        if status == 403 and channel in ("sms", "whatsapp"):
+            # Twilio signs the URL it calls: the server checks against its PUBLIC_BASE_URL, and this command
+            # signed against its own settings. A server started with another PORT or URL refuses.
+            raise CommandError(
+                f"The server answered 403. This command signed for {signatures.public_url(path)}; run it with "
+                "the PORT (or PUBLIC_BASE_URL) and TWILIO_AUTH_TOKEN the server runs with."
+            )
         if status != 200:
             raise CommandError(f"The server answered {status}.")
 
