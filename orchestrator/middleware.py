@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from orchestrator.errors import ApiError, json_error
 
 logger = logging.getLogger(__name__)
 
+DJANGO_ANSWERS = (BadRequest, SuspiciousOperation, PermissionDenied, Http404)
 JSON_PREFIXES = ("/api/", "/admin/api/", "/health", "/webhooks/")
 
 
@@ -48,6 +50,10 @@ class ApiErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ApiError):
             return json_error(exception)
+        if isinstance(exception, DJANGO_ANSWERS):
+            # A malformed request (too many form fields, a bad charset), a denial or a 404: Django answers
+            # it with its 400/403/404 page, which __call__ turns into the §3 JSON body. Not a 500.
+            return None
         if wants_json_errors(request.path):
             logger.exception("Unhandled error on %s", request.path)
             return JsonResponse({"error": "Internal server error.", "code": "internal_error"}, status=500)
