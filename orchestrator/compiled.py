@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, QuerySet
@@ -84,7 +85,9 @@ def _sentinel(name: str, value: Any, serial: int) -> tuple[Any, str]:
     if isinstance(value, str):
         return f"\x00compiled:{serial}\x00", "plain"
     if isinstance(value, int):
-        return -(2**62) - serial, "plain"
+        # Inside a 32-bit integer column's range: Django 5 answers an out-of-range lookup value with an
+        # empty (or full) result instead of SQL. A narrower column refuses to compile (_compiled_sql).
+        return 1_999_999_000 + serial, "plain"
     if isinstance(value, Decimal):
         # Whole and small: survives a DecimalField's quantizing and any max_digits.
         return Decimal(-(90_000 + serial)), "plain"
@@ -105,6 +108,16 @@ def _shape(values: Values) -> Shape:
     return tuple(
         (name, len(value) if isinstance(value, list | tuple) else -1) for name, value in sorted(values.items())
     )
+
+
+def _compiled_sql(compiler: Any) -> tuple[str, Sequence[Any]]:
+    try:
+        sql, params = compiler.as_sql()
+    except (EmptyResultSet, FullResultSet) as exc:
+        # The ORM decided the result from a sentinel value alone (e.g. an int outside a small column's
+        # range): the SQL would not hold for real values.
+        raise NotCompilable("a parameter decided the result without SQL; build this query the normal way") from exc
+    return sql, params
 
 
 def _has_lists(values: Values) -> bool:
@@ -194,7 +207,7 @@ class CompiledSelect(_CompiledStatement, Generic[M]):
             alias = queryset.db
             connection = connections[alias]
             compiler = queryset.query.get_compiler(using=alias)
-            sql, params = compiler.as_sql()
+            sql, params = _compiled_sql(compiler)
             slots = self._slots(connection, sql, params, sentinels)
             fields = [column[0] for column in compiler.select[0 : compiler.col_count]]
             converters = tuple(
@@ -302,7 +315,7 @@ class CompiledUpdate(_CompiledStatement):
             if query.related_updates or len([a for a, count in query.alias_refcount.items() if count]) > 1:
                 # Multi-table updates run a SELECT first (SQLUpdateCompiler.pre_sql_setup): not one statement.
                 raise NotCompilable("updates over joins or parent models are not supported")
-            sql, params = query.get_compiler(using=alias).as_sql()
+            sql, params = _compiled_sql(query.get_compiler(using=alias))
             statement = _Statement(
                 sql=sql, params=tuple(params), slots=self._slots(connection, sql, params, sentinels),
                 converters=(), col_count=None, model=None, init_list=(), model_start=0, model_end=0,

@@ -174,3 +174,19 @@ def test_an_insert_that_breaks_a_constraint_raises_integrity_error_and_leaves_th
         statement.insert(OptOut(agent=agent, channel="sms", contact="+12125550100"))
 
     assert OptOut.objects.filter(agent=agent).count() == 1
+
+
+def test_an_int_on_a_small_column_answers_as_the_orm_or_refuses_where_the_orm_checks_its_range(make_agent) -> None:
+    from agents.models import Agent
+
+    agent, _ = make_agent("agent-a")
+    Agent.objects.filter(pk=agent.pk).update(quiet_hours_start=8)
+    statement = CompiledSelect(lambda hour: Agent.objects.filter(quiet_hours_start=hour).values_list("pk"))
+    _, biggest = connection.ops.integer_field_range("PositiveSmallIntegerField")
+
+    if biggest is not None and biggest < 1_999_999_000:  # PostgreSQL: Django judges the sentinel out of range
+        with pytest.raises(NotCompilable):
+            statement.rows(hour=8)
+    else:  # SQLite: 64-bit columns
+        assert statement.rows(hour=8) == [["agent-a"]]
+        assert statement.rows(hour=9) == []
