@@ -6,9 +6,22 @@ checks, so registering costs nothing at startup and an unconfigured provider's S
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 
 from orchestrator.health import register_provider_check
+from orchestrator.workers import cpu_turn_released
+
+
+def _off_turn(check: Callable[[], None]) -> Callable[[], None]:
+    """A check waits on the provider's API: its worker thread's turn goes to other requests meanwhile."""
+
+    def run() -> None:
+        with cpu_turn_released():
+            check()
+
+    return run
 
 
 def _twilio_configured() -> bool:
@@ -52,7 +65,7 @@ def _line_check() -> None:
 
 
 def register_checks() -> None:
-    register_provider_check("telephony", configured=_twilio_configured, check=_twilio_check)
-    register_provider_check("email", configured=_resend_configured, check=_resend_check)
-    register_provider_check("tts", configured=_elevenlabs_configured, check=_elevenlabs_check)
-    register_provider_check("line", configured=_line_configured, check=_line_check)
+    register_provider_check("telephony", configured=_twilio_configured, check=_off_turn(_twilio_check))
+    register_provider_check("email", configured=_resend_configured, check=_off_turn(_resend_check))
+    register_provider_check("tts", configured=_elevenlabs_configured, check=_off_turn(_elevenlabs_check))
+    register_provider_check("line", configured=_line_configured, check=_off_turn(_line_check))
