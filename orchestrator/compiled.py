@@ -28,6 +28,7 @@ statements still go through the connection's cursor wrapper, so transactions, qu
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,15 +67,15 @@ class _Statement:
     params: tuple[Any, ...]
     slots: tuple[_Slot, ...]
     # (row position, converters, expression): Django's own converters for each selected column.
-    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]
-    col_count: int | None  # rows carry extra columns (ORDER BY helpers) to cut off, when set
+    converters: tuple[tuple[int, tuple[Any, ...], Any], ...] = ()
+    col_count: int | None = None  # rows carry extra columns (ORDER BY helpers) to cut off, when set
     # For model results only.
-    model: type[Model] | None
-    init_list: tuple[str, ...]
-    model_start: int
-    model_end: int
-    related_populators: tuple[Any, ...]
-    annotation_col_map: dict[str, int]
+    model: type[Model] | None = None
+    init_list: tuple[str, ...] = ()
+    model_start: int = 0
+    model_end: int = 0
+    related_populators: tuple[Any, ...] = ()
+    annotation_col_map: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _sentinel(name: str, value: Any, serial: int) -> tuple[Any, str]:
@@ -133,17 +134,22 @@ class _CompiledStatement:
         self._single: tuple[str, _Statement] | None = None
         self._lock = threading.Lock()
 
-    def _cached(self, values: Values) -> tuple[BaseDatabaseWrapper, _Statement] | None:
+    def _statement(self, values: Values) -> tuple[BaseDatabaseWrapper, _Statement]:
+        """The statement for these values' shape, compiled on first use (_compile) and kept."""
         single = self._single
-        if single is not None:
-            return connections[single[0]], single[1]
-        cached = self._statements.get(_shape(values))
-        return (connections[cached[0]], cached[1]) if cached is not None else None
+        if single is None:
+            single = self._statements.get(_shape(values))
+        if single is None:
+            with self._lock:
+                single = self._compile(values)
+                self._statements[_shape(values)] = single
+                if not _has_lists(values):
+                    self._single = single
+        return connections[single[0]], single[1]
 
-    def _remember(self, values: Values, alias: str, statement: _Statement) -> None:
-        self._statements[_shape(values)] = (alias, statement)
-        if not _has_lists(values):
-            self._single = (alias, statement)
+    def _compile(self, values: Values) -> tuple[str, _Statement]:
+        """(database alias, statement), built from the queryset with sentinel values."""
+        raise NotImplementedError
 
     def _queryset_and_sentinels(self, values: Values) -> tuple[Any, list[tuple[Any, str, str, int]]]:
         sentinels: list[tuple[Any, str, str, int]] = []  # (sentinel, kind, name, position)
@@ -197,59 +203,54 @@ class CompiledSelect(_CompiledStatement, Generic[M]):
     def __init__(self, build: Callable[..., QuerySet[M] | QuerySet[Any]]) -> None:
         super().__init__(build)
 
-    def _statement(self, values: Values) -> tuple[BaseDatabaseWrapper, _Statement]:
+    def _compile(self, values: Values) -> tuple[str, _Statement]:
         queryset: QuerySet[Any]
-        cached = self._cached(values)
-        if cached is not None:
-            return cached
-        with self._lock:
-            queryset, sentinels = self._queryset_and_sentinels(values)
-            alias = queryset.db
-            connection = connections[alias]
-            compiler = queryset.query.get_compiler(using=alias)
-            sql, params = _compiled_sql(compiler)
-            slots = self._slots(connection, sql, params, sentinels)
-            fields = [column[0] for column in compiler.select[0 : compiler.col_count]]
-            converters = tuple(
-                (position, tuple(functions), expression)
-                for position, (functions, expression) in compiler.get_converters(fields).items()
-            )
-            model: type[Model] | None = None
-            init_list: tuple[str, ...] = ()
-            start = end = 0
-            populators: tuple[Any, ...] = ()
-            annotation_col_map: dict[str, int] = {}
-            iterable = queryset._iterable_class.__name__
-            if iterable == "ModelIterable":
-                if getattr(queryset, "_known_related_objects", None) or getattr(queryset, "_prefetch_related_lookups", None):
-                    raise NotCompilable("known related objects and prefetch_related are not supported")
-                klass_info = compiler.klass_info
-                assert klass_info is not None
-                model = klass_info["model"]
-                select_fields = klass_info["select_fields"]
-                start, end = select_fields[0], select_fields[-1] + 1
-                init_list = tuple(column[0].target.attname for column in compiler.select[start:end])
-                # The stubs describe a newer Django (fetch_mode); 5.2 takes these three.
-                populators = tuple(get_related_populators(klass_info, compiler.select, alias))  # type: ignore[call-arg]
-                annotation_col_map = dict(compiler.annotation_col_map or {})
-            elif iterable != "ValuesListIterable" or compiler.query.annotation_select or compiler.query.extra_select:
-                # values_list of plain fields keeps its column order; other iterables reorder or reshape.
-                raise NotCompilable(f"{iterable} results are not supported")
-            statement = _Statement(
-                sql=sql,
-                params=tuple(params),
-                slots=slots,
-                converters=converters,
-                col_count=compiler.col_count if compiler.has_extra_select else None,
-                model=model,
-                init_list=init_list,
-                model_start=start,
-                model_end=end,
-                related_populators=populators,
-                annotation_col_map=annotation_col_map,
-            )
-            self._remember(values, alias, statement)
-            return connection, statement
+        queryset, sentinels = self._queryset_and_sentinels(values)
+        alias = queryset.db
+        connection = connections[alias]
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, params = _compiled_sql(compiler)
+        slots = self._slots(connection, sql, params, sentinels)
+        fields = [column[0] for column in compiler.select[0 : compiler.col_count]]
+        converters = tuple(
+            (position, tuple(functions), expression)
+            for position, (functions, expression) in compiler.get_converters(fields).items()
+        )
+        model: type[Model] | None = None
+        init_list: tuple[str, ...] = ()
+        start = end = 0
+        populators: tuple[Any, ...] = ()
+        annotation_col_map: dict[str, int] = {}
+        iterable = queryset._iterable_class.__name__
+        if iterable == "ModelIterable":
+            if getattr(queryset, "_known_related_objects", None) or getattr(queryset, "_prefetch_related_lookups", None):
+                raise NotCompilable("known related objects and prefetch_related are not supported")
+            klass_info = compiler.klass_info
+            assert klass_info is not None
+            model = klass_info["model"]
+            select_fields = klass_info["select_fields"]
+            start, end = select_fields[0], select_fields[-1] + 1
+            init_list = tuple(column[0].target.attname for column in compiler.select[start:end])
+            # The stubs describe a newer Django (fetch_mode); 5.2 takes these three.
+            populators = tuple(get_related_populators(klass_info, compiler.select, alias))  # type: ignore[call-arg]
+            annotation_col_map = dict(compiler.annotation_col_map or {})
+        elif iterable != "ValuesListIterable" or compiler.query.annotation_select or compiler.query.extra_select:
+            # values_list of plain fields keeps its column order; other iterables reorder or reshape.
+            raise NotCompilable(f"{iterable} results are not supported")
+        statement = _Statement(
+            sql=sql,
+            params=tuple(params),
+            slots=slots,
+            converters=converters,
+            col_count=compiler.col_count if compiler.has_extra_select else None,
+            model=model,
+            init_list=init_list,
+            model_start=start,
+            model_end=end,
+            related_populators=populators,
+            annotation_col_map=annotation_col_map,
+        )
+        return alias, statement
 
     def rows(self, **values: Any) -> list[list[Any]]:
         """The result rows, each column converted as the ORM would (values_list order)."""
@@ -301,28 +302,18 @@ class CompiledUpdate(_CompiledStatement):
     def __init__(self, build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]]) -> None:
         super().__init__(build)
 
-    def _statement(self, values: Values) -> tuple[BaseDatabaseWrapper, _Statement]:
-        cached = self._cached(values)
-        if cached is not None:
-            return cached
-        with self._lock:
-            (queryset, assignments), sentinels = self._queryset_and_sentinels(values)
-            alias = queryset.db
-            connection = connections[alias]
-            query = queryset.query.chain(UpdateQuery)
-            query.add_update_values(assignments)
-            query.annotations = {}
-            if query.related_updates or len([a for a, count in query.alias_refcount.items() if count]) > 1:
-                # Multi-table updates run a SELECT first (SQLUpdateCompiler.pre_sql_setup): not one statement.
-                raise NotCompilable("updates over joins or parent models are not supported")
-            sql, params = _compiled_sql(query.get_compiler(using=alias))
-            statement = _Statement(
-                sql=sql, params=tuple(params), slots=self._slots(connection, sql, params, sentinels),
-                converters=(), col_count=None, model=None, init_list=(), model_start=0, model_end=0,
-                related_populators=(), annotation_col_map={},
-            )
-            self._remember(values, alias, statement)
-            return connection, statement
+    def _compile(self, values: Values) -> tuple[str, _Statement]:
+        (queryset, assignments), sentinels = self._queryset_and_sentinels(values)
+        alias = queryset.db
+        connection = connections[alias]
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(assignments)
+        query.annotations = {}
+        if query.related_updates or len([a for a, count in query.alias_refcount.items() if count]) > 1:
+            # Multi-table updates run a SELECT first (SQLUpdateCompiler.pre_sql_setup): not one statement.
+            raise NotCompilable("updates over joins or parent models are not supported")
+        sql, params = _compiled_sql(query.get_compiler(using=alias))
+        return alias, _Statement(sql=sql, params=tuple(params), slots=self._slots(connection, sql, params, sentinels))
 
     def execute(self, **values: Any) -> int:
         """Run the update; returns the number of rows it matched (as QuerySet.update does)."""
