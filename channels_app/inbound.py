@@ -95,18 +95,11 @@ def _new_message(
 _INSERT_MESSAGE = CompiledInsert(Message)
 
 
-# The counter of each channel, looked up once: labels() validates and locks on every call.
-_RECEIVED_COUNTERS: dict[str, Any] = {}
-
-
 def _insert(message: Message, route: str) -> Message:
     """Insert inside the caller's transaction; delivery starts after the commit, from the instance in hand."""
     _INSERT_MESSAGE.insert(message)
     if message.direction == Direction.INBOUND:
-        counter = _RECEIVED_COUNTERS.get(message.channel)
-        if counter is None:
-            counter = _RECEIVED_COUNTERS[message.channel] = metrics.MESSAGES_RECEIVED.labels(channel=message.channel)
-        counter.inc()
+        metrics.labelled(metrics.MESSAGES_RECEIVED, channel=message.channel).inc()
     transaction.on_commit(lambda: delivery.deliver_stored(message, route))
     return message
 

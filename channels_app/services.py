@@ -257,6 +257,6 @@ def _record_sent(message: Message, reservation: Reservation, record_id: int, res
         with transaction.atomic():
             _MESSAGE_SENT.execute(**values)
             usage_reprice(reservation=reservation, record_id=record_id, cost=cost)
-    metrics.MESSAGES_SENT.labels(channel=message.channel).inc()
+    metrics.labelled(metrics.MESSAGES_SENT, channel=message.channel).inc()
     message.status, message.external_id, message.cost = status, result.external_id, cost
     return send_result(message)

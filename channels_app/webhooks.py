@@ -53,15 +53,8 @@ def _agent(agent_id: str, *extra_fields: str) -> Agent | None:
     return statement.first(agent_id=agent_id)
 
 
-# The counter of each (type, outcome), looked up once: labels() validates and locks on every call.
-_WEBHOOK_COUNTERS: dict[tuple[str, str], Any] = {}
-
-
 def _count(kind: str, outcome: str) -> None:
-    counter = _WEBHOOK_COUNTERS.get((kind, outcome))
-    if counter is None:
-        counter = _WEBHOOK_COUNTERS[(kind, outcome)] = metrics.WEBHOOKS_RECEIVED.labels(type=kind, outcome=outcome)
-    counter.inc()
+    metrics.labelled(metrics.WEBHOOKS_RECEIVED, type=kind, outcome=outcome).inc()
 
 
 def _refuse(kind: str) -> HttpResponse:

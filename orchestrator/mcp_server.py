@@ -133,7 +133,7 @@ async def call_tool(binding: Binding | None, name: str, raw_arguments: dict[str,
         logger.exception("Tool %s failed", name)
         metrics.TOOL_CALLS.labels(tool=name, outcome="error").inc()
         return {"error": "Internal server error.", "code": "internal_error"}, True
-    metrics.TOOL_CALLS.labels(tool=name, outcome="success").inc()
+    metrics.labelled(metrics.TOOL_CALLS, tool=name, outcome="success").inc()
     return result, False
 
 

@@ -8,6 +8,7 @@ Separate hosts are scraped one by one, as Prometheus expects.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -17,6 +18,26 @@ PROCESS_STARTED_MONOTONIC = time.monotonic()
 
 def uptime_seconds() -> float:
     return time.monotonic() - PROCESS_STARTED_MONOTONIC
+
+
+# The series of each label set, looked up once: metric.labels() validates the names, builds a key and
+# takes the metric's lock on every call, a measurable share of a webhook's CPU. Bounded, because some
+# label values come from requests; prometheus_client keeps the series themselves either way.
+_MAX_CACHED_SERIES = 10_000
+_series: dict[tuple[Any, ...], Any] = {}
+
+
+def labelled(metric: Any, **labels: str) -> Any:
+    """`metric.labels(**labels)`, from a cache after the first call (the metric itself without labels)."""
+    if not labels:
+        return metric
+    key = (id(metric), *labels.items())
+    child = _series.get(key)
+    if child is None:
+        if len(_series) >= _MAX_CACHED_SERIES:
+            _series.clear()
+        child = _series[key] = metric.labels(**labels)
+    return child
 
 
 MESSAGES_SENT = Counter("mcp_messages_sent", "Outbound messages accepted by a provider", ["channel"])
