@@ -112,6 +112,7 @@ def _organization_for(principal: Principal, org_id: str | None) -> Organization:
 
 @operation(
     path="provision",
+    calls_providers=True,
     method="POST",
     tool="comms_provision_channels",
     input_model=ProvisionInput,
@@ -149,6 +150,7 @@ class DeprovisionInput(OperationInput):
 
 @operation(
     path="deprovision",
+    calls_providers=True,
     method="POST",
     tool="comms_deprovision_channels",
     input_model=DeprovisionInput,

@@ -7,8 +7,8 @@
 - `send`: `POST /api/v1/send-message`, an SMS in demo mode (policy, limits, usage, sandbox provider).
 - `webhook`: a signed inbound Twilio SMS webhook (signature, agent read, stored, delivery routed).
 
-The worker-pool hop is replaced by a direct call, so the figures are the application's own cost; a
-server adds its HTTP layer and the hop (bench/README.md). CPU per request moves with the host's load;
+The requests run on the event loop's thread (LOCAL_WORK_ON_LOOP, forced on for PostgreSQL too), so the
+figures are the application's own cost; a server adds its HTTP layer (bench/README.md). CPU per request moves with the host's load;
 `--callgrind` runs under valgrind and prints instructions per request, which do not, for A/B of small
 changes (about a minute per run):
 
@@ -114,24 +114,7 @@ async def _agent_with_high_limits(application: Any) -> tuple[str, str]:
     return str(created["securityToken"]), str(created["agentId"])
 
 
-def _run_inline() -> None:
-    """The worker-pool hop becomes a direct call: the figures are the application's own."""
-    import orchestrator.http_handler as http_handler
-    from orchestrator import workers
-
-    async def run_blocking(function: Any, *args: Any, **kwargs: Any) -> Any:
-        return workers._on_worker(asyncio.get_running_loop(), True, True, function, *args, **kwargs)  # noqa: SLF001
-
-    async def run_django_request(function: Any, *args: Any, long: bool = False) -> Any:
-        return workers._on_worker(asyncio.get_running_loop(), False, True, function, *args)  # noqa: SLF001
-
-    workers.run_blocking = run_blocking  # type: ignore[assignment]
-    http_handler.run_blocking = run_blocking  # type: ignore[assignment]
-    http_handler.run_django_request = run_django_request  # type: ignore[assignment]
-
-
 async def measure(args: argparse.Namespace) -> None:
-    _run_inline()
     from orchestrator.asgi import application
 
     if args.mode == "webhook":
@@ -186,9 +169,9 @@ def main() -> None:
         if args.mode == "webhook":
             env.update(DEMO_MODE="false", TWILIO_AUTH_TOKEN=TWILIO_TOKEN)
         prepare_database(env)
-        # The requests run on the event loop's thread here (no pool), where Django refuses the ORM
-        # unless told the caller knows what it is doing.
-        env["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        # No worker-pool hop: these requests wait on nothing but the database, so with LOCAL_WORK_ON_LOOP
+        # (the default on SQLite) they run on the event loop's thread; forced on for PostgreSQL too.
+        env["LOCAL_WORK_ON_LOOP"] = "true"
         setup_django(env)
         asyncio.run(measure(args))
 

@@ -49,7 +49,7 @@ from agents.crypto import decrypt
 from agents.models import AgentStatus
 from channels_app.models import Direction, Message, MessageKind
 from channels_app.selectors import waiting_message_object
-from orchestrator.workers import calling_event_loop, run_blocking
+from orchestrator.workers import calling_event_loop, run_blocking, run_local
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -346,10 +346,12 @@ def callbacks_due(*, limit: int = 100) -> list[str]:
 # --- the live session ----------------------------------------------------------------------------
 
 def _db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """`fn` on the shared worker pool (connection upkeep included): never on the event loop."""
+    """`fn`, which waits on nothing but the database, through run_local (connection upkeep included):
+    on the shared worker pool, or on the loop's own thread when LOCAL_WORK_ON_LOOP. Callbacks, which
+    wait on the agent's server, go to the pool with run_blocking."""
 
     async def call(*args: Any, **kwargs: Any) -> T:
-        return await run_blocking(fn, *args, **kwargs)
+        return await run_local(fn, *args, **kwargs)
 
     return call
 
@@ -602,8 +604,10 @@ async def _deliver_in_hand(message: Message) -> str:
             if claimed and await _push_claimed(message):
                 return VIA_MCP
         agent = message.agent
-        if agent.callback_url and agent.status == AgentStatus.ACTIVE and await _db(callback_attempt)(message.pk):
-            return VIA_CALLBACK
+        if agent.callback_url and agent.status == AgentStatus.ACTIVE:
+            posted: bool | None = await run_blocking(callback_attempt, message.pk)
+            if posted:
+                return VIA_CALLBACK
     except Exception:
         # The row is stored and free again: the worker, a waiter or the next connect picks it up.
         logger.exception("Delivering %s failed", message.pk)

@@ -47,6 +47,7 @@ class SendMessageInput(OperationInput):
 
 @operation(
     path="send-message",
+    calls_providers=True,
     method="POST",
     tool="comms_send_message",
     input_model=SendMessageInput,

@@ -36,11 +36,15 @@ from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
-from orchestrator.operations import long_running_rest_paths
+from orchestrator.operations import long_running_rest_paths, operations_by_rest_path, waits_on_nothing_but_the_database
 from orchestrator.workers import run_blocking, run_django_request
 
 # Bearer tokens or provider signatures, never a browser session. Not /admin/api/: it takes staff sessions.
 MACHINE_PATH_PREFIXES = ("/api/", "/webhooks/", "/health")
+
+# Provider webhooks whose handling waits on nothing but the database, live mode included: Twilio's and
+# LINE's carry the whole event. Resend's does not: the email's body is fetched from Resend's API.
+LOCAL_WEBHOOKS = frozenset({"sms", "whatsapp", "message-status", "line"})
 
 
 class SyncMiddlewareChain(base.BaseHandler):
@@ -83,6 +87,7 @@ class PooledASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
         self.machine_handler = SyncMiddlewareChain(settings.API_MIDDLEWARE)
         self.long_paths = long_running_rest_paths()
+        self.operations = operations_by_rest_path()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -92,8 +97,10 @@ class PooledASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         try:
-            long = scope.get("path", "").rstrip("/") in self.long_paths
-            response = await run_django_request(self._respond, scope, body_file, long=long)
+            path = scope.get("path", "").rstrip("/")
+            response = await run_django_request(
+                self._respond, scope, body_file, long=path in self.long_paths, local=self._is_local(path)
+            )
             try:
                 await self.send_response(response, send)
             finally:
@@ -101,6 +108,19 @@ class PooledASGIHandler(ASGIHandler):
                     await run_blocking(response.close)
         finally:
             body_file.close()
+
+    def _is_local(self, path: str) -> bool:
+        """Whether the request waits on nothing but the database (orchestrator.workers.run_local)."""
+        operation = self.operations.get(path)
+        if operation is not None:
+            return waits_on_nothing_but_the_database(operation)
+        if path == "/health":
+            return True
+        if not path.startswith("/webhooks/"):
+            return False
+        # /webhooks/<agentId>/<kind>; in DEMO_MODE every provider is the sandbox, Resend's included.
+        parts = path.split("/")
+        return len(parts) == 4 and (settings.DEMO_MODE or parts[3] in LOCAL_WEBHOOKS)
 
     def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
         set_script_prefix(get_script_prefix(scope))

@@ -43,8 +43,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from agents.principals import Principal
 from orchestrator import agent_registry, metrics
 from orchestrator.errors import ApiError
-from orchestrator.operations import Operation, operations_by_tool, render_text
-from orchestrator.workers import run_blocking, run_long
+from orchestrator.operations import Operation, operations_by_tool, render_text, waits_on_nothing_but_the_database
+from orchestrator.workers import run_blocking, run_local, run_long
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +156,15 @@ def served_without_dispatch(name: str) -> bool:
 NON_BLOCKING_TOOLS = frozenset({"comms_ping"})
 
 async def run_operation(operation: Operation, principal: Principal, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Run an operation's synchronous service (the ORM) off the event loop, in the shared worker pool:
-    a long poll or a slow provider call of one agent must not stall every other session."""
+    """Run an operation's synchronous service (the ORM) off the event loop: a long poll or a slow
+    provider call of one agent must not stall every other session. Operations that wait on nothing but
+    the database go through run_local (on the loop's own thread when LOCAL_WORK_ON_LOOP)."""
     if operation.tool in NON_BLOCKING_TOOLS:
         return operation.run(principal, arguments)
     if operation.long_running:
         return await run_long(operation.run, principal, arguments)
+    if waits_on_nothing_but_the_database(operation):
+        return await run_local(operation.run, principal, arguments)
     return await run_blocking(operation.run, principal, arguments)
 
 

@@ -57,6 +57,9 @@ class Operation:
     # Holds its thread for seconds (a long poll): runs on the long-call pool so that waiting callers
     # cannot take every worker thread from ordinary requests (orchestrator.workers).
     long_running: bool = False
+    # May call a provider's API (live mode): runs on the worker pool, never on the event loop's thread
+    # (orchestrator.workers.run_local). In DEMO_MODE every provider is the sandbox, which calls nothing.
+    calls_providers: bool = False
 
     def parse(self, raw: dict[str, Any]) -> OperationInput:
         return parse_input(self.input_model, raw)
@@ -81,8 +84,11 @@ def operation(
     path_params: tuple[str, ...] = (),
     output_model: type[BaseModel] | None = None,
     long_running: bool = False,
+    calls_providers: bool = False,
 ) -> Callable[[Callable[[Principal, InputT], dict[str, Any]]], Callable[[Principal, InputT], dict[str, Any]]]:
-    def register(handler: Callable[[Principal, InputT], dict[str, Any]]) -> Callable[[Principal, InputT], dict[str, Any]]:
+    def register(
+        handler: Callable[[Principal, InputT], dict[str, Any]],
+    ) -> Callable[[Principal, InputT], dict[str, Any]]:
         name = handler.__name__
         if name in OPERATIONS:
             raise RuntimeError(f"operation {name} registered twice")
@@ -99,6 +105,7 @@ def operation(
             path_params=path_params,
             output_model=output_model,
             long_running=long_running,
+            calls_providers=calls_providers,
         )
         return handler
 
@@ -109,6 +116,20 @@ def long_running_rest_paths() -> frozenset[str]:
     """The REST paths whose requests run on the long-call pool."""
     load_operation_modules()
     return frozenset(f"/api/v1/{op.path}" for op in OPERATIONS.values() if op.long_running)
+
+
+def waits_on_nothing_but_the_database(operation: Operation) -> bool:
+    """Whether a call of `operation` can run on the event loop's thread (orchestrator.workers.run_local):
+    not a long poll, and no provider's API to wait on (the sandbox's, in DEMO_MODE, calls nothing)."""
+    from django.conf import settings
+
+    return not operation.long_running and (settings.DEMO_MODE or not operation.calls_providers)
+
+
+def operations_by_rest_path() -> dict[str, Operation]:
+    """The operations by REST path, for the paths without path parameters."""
+    load_operation_modules()
+    return {f"/api/v1/{op.path}": op for op in OPERATIONS.values() if not op.path_params}
 
 
 def operations_by_tool() -> dict[str, Operation]:

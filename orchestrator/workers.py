@@ -152,11 +152,49 @@ async def run_long(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await _run_on(long_pool(), function, *args, **kwargs)
 
 
-async def run_django_request(function: Callable[..., T], *args: Any, long: bool = False) -> T:
-    """As run_blocking (run_long with `long`), for a function that runs a whole Django request: the
-    request's own request_started and request_finished signals already do the connection upkeep
-    (close_old_connections), so it is not wrapped in a second round of it."""
+async def run_local(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """As run_blocking, for work that waits on nothing but the database (no provider's API, no other
+    host, no long wait): with LOCAL_WORK_ON_LOOP it runs right here, on the event loop's own thread.
+
+    That setting is on when the database is a local SQLite file and nothing else is networked. Python
+    runs one thread at a time, so a worker thread running such work held the event loop up just the
+    same; the hop only added two thread wake-ups and the interpreter lock passed between the threads,
+    which cost more CPU than a webhook's own work on the 2-core VMs we measure on (bench/README.md).
+    Work that may wait on the network must not come here: on the loop's thread it would stall every
+    connection of the process while it waits.
+
+    The call sees no running event loop, as on a worker: Django allows the ORM there, and the loop's
+    thread keeps one database connection of its own between calls, as a worker thread does. The same
+    upkeep, context and `calling_event_loop` as run_blocking. Async code elsewhere on the loop still
+    gets Django's SynchronousOnlyOperation if it touches the ORM.
+    """
+    if settings.LOCAL_WORK_ON_LOOP:
+        return _on_loop(function, *args, upkeep=True, **kwargs)
+    return await run_blocking(function, *args, **kwargs)
+
+
+async def run_django_request(
+    function: Callable[..., T], *args: Any, long: bool = False, local: bool = False
+) -> T:
+    """As run_blocking (run_long with `long`; run_local with `local`), for a function that runs a whole
+    Django request: the request's own request_started and request_finished signals already do the
+    connection upkeep (close_old_connections), so it is not wrapped in a second round of it."""
+    if local and not long and settings.LOCAL_WORK_ON_LOOP:
+        return _on_loop(function, *args, upkeep=False)
     return await _run_on(long_pool() if long else pool(), function, *args, upkeep=False)
+
+
+def _on_loop(function: Callable[..., T], *args: Any, upkeep: bool, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    # While the loop's thread runs blocking work it is, for that time, a worker thread: no running
+    # loop, so that Django's async-safety check and asgiref's thread-critical locals (the database
+    # connections) treat it as one. Restored before anything else runs on the loop.
+    asyncio.events._set_running_loop(None)  # noqa: SLF001
+    try:
+        return context.run(_on_worker, loop, upkeep, False, function, *args, **kwargs)
+    finally:
+        asyncio.events._set_running_loop(loop)  # noqa: SLF001
 
 
 async def _run_on(

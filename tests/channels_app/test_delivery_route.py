@@ -142,7 +142,7 @@ def test_it_leaves_a_message_to_a_pending_waiter(client, make_agent, receiver): 
     ]
 
 
-def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, monkeypatch):
+def _four_pushed_messages_marked(make_agent, monkeypatch) -> tuple[list[str], list[list[str]]]:
     agent, _token = make_agent("agent-a")
     ids = [
         Message.objects.create(
@@ -167,9 +167,21 @@ def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, mon
             await asyncio.sleep(0.01)
 
     asyncio.run(push_all())
+    assert Message.objects.filter(delivered_at__isnull=False, body__isnull=True).count() == 4
+    return ids, batches
+
+
+def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, monkeypatch, settings):
+    settings.LOCAL_WORK_ON_LOOP = False  # each mark is a hop to the worker pool
+    ids, batches = _four_pushed_messages_marked(make_agent, monkeypatch)
     # The first push writes its mark at once; the three that finished meanwhile share the next one.
     assert batches == [ids[:1], ids[1:]]
-    assert Message.objects.filter(delivered_at__isnull=False, body__isnull=True).count() == 4
+
+
+def test_on_the_loops_thread_each_push_is_recorded_as_it_finishes(make_agent, monkeypatch, settings):
+    settings.LOCAL_WORK_ON_LOOP = True  # no hop to amortise: nothing waits behind a mark
+    ids, batches = _four_pushed_messages_marked(make_agent, monkeypatch)
+    assert batches == [[message_id] for message_id in ids]
 
 
 def test_it_counts_waiters_in_one_cache_instance_across_worker_calls():
