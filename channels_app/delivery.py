@@ -49,7 +49,7 @@ from agents.crypto import decrypt
 from agents.models import AgentStatus
 from channels_app.models import Direction, Message, MessageKind
 from channels_app.selectors import waiting_message_object
-from orchestrator.workers import calling_event_loop, run_blocking, run_local
+from orchestrator.workers import calling_event_loop, loop_work_first, run_blocking, run_local
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -368,7 +368,9 @@ async def _push_claimed(message: Message) -> bool:
 
     sent = False
     try:
-        sent = await notify_agent(message.agent_id, waiting_message_object(message))
+        # The notification goes out before any queued request starts (orchestrator.workers.run_local).
+        async with loop_work_first():
+            sent = await notify_agent(message.agent_id, waiting_message_object(message))
     except Exception:
         logger.exception("Pushing %s to its agent failed", message.pk)
     if sent:

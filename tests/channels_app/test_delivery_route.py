@@ -171,17 +171,13 @@ def _four_pushed_messages_marked(make_agent, monkeypatch) -> tuple[list[str], li
     return ids, batches
 
 
-def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, monkeypatch, settings):
-    settings.LOCAL_WORK_ON_LOOP = False  # each mark is a hop to the worker pool
+@pytest.mark.parametrize("on_the_loop", [False, True])
+def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, monkeypatch, settings, on_the_loop):
+    # On the pool or, queued, on the loop's thread: either way the mark waits its turn.
+    settings.LOCAL_WORK_ON_LOOP = on_the_loop
     ids, batches = _four_pushed_messages_marked(make_agent, monkeypatch)
     # The first push writes its mark at once; the three that finished meanwhile share the next one.
     assert batches == [ids[:1], ids[1:]]
-
-
-def test_on_the_loops_thread_each_push_is_recorded_as_it_finishes(make_agent, monkeypatch, settings):
-    settings.LOCAL_WORK_ON_LOOP = True  # no hop to amortise: nothing waits behind a mark
-    ids, batches = _four_pushed_messages_marked(make_agent, monkeypatch)
-    assert batches == [[message_id] for message_id in ids]
 
 
 def test_it_counts_waiters_in_one_cache_instance_across_worker_calls():

@@ -155,3 +155,86 @@ def test_the_operations_that_call_providers_say_so() -> None:
 
     load_operation_modules()
     assert {op.path for op in OPERATIONS.values() if op.calls_providers} == {"send-message", "provision", "deprovision"}
+
+
+async def test_queued_calls_run_one_per_turn_of_the_loop_and_everything_else_runs_between(settings) -> None:
+    settings.LOCAL_WORK_ON_LOOP = True
+    order: list[str] = []
+
+    def call(name: str) -> str:
+        order.append(name)
+        return name
+
+    async def other_work() -> None:
+        for step in range(3):
+            order.append(f"loop {step}")
+            await asyncio.sleep(0)
+
+    results = await asyncio.gather(*(workers.run_local(call, f"call {n}") for n in range(3)), other_work())
+
+    assert results[:3] == ["call 0", "call 1", "call 2"]
+    # A burst of calls does not hold the loop: other tasks get a turn between any two of them.
+    assert order.index("loop 1") < order.index("call 1") < order.index("loop 2") < order.index("call 2")
+
+
+async def test_a_call_whose_caller_gave_up_while_it_queued_does_not_run(settings) -> None:
+    settings.LOCAL_WORK_ON_LOOP = True
+    ran: list[str] = []
+
+    first = asyncio.ensure_future(workers.run_local(ran.append, "first"))
+    second = asyncio.ensure_future(workers.run_local(ran.append, "second"))
+    await asyncio.sleep(0)  # both queued
+    second.cancel()
+    await first
+    await asyncio.sleep(0.01)
+
+    assert ran == ["first"]
+    assert second.cancelled()
+
+
+async def test_an_error_in_a_call_reaches_its_caller_and_the_loop_goes_on(settings) -> None:
+    settings.LOCAL_WORK_ON_LOOP = True
+
+    def fails() -> None:
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await workers.run_local(fails)
+    assert await workers.run_local(threading.get_ident) == threading.get_ident()
+    assert asyncio.get_running_loop().is_running()
+
+
+async def test_queued_calls_give_way_to_loop_work_that_must_not_wait_behind_them(settings) -> None:
+    settings.LOCAL_WORK_ON_LOOP = True
+    order: list[str] = []
+
+    async def push() -> None:
+        async with workers.loop_work_first():
+            for step in range(3):  # a notification's few turns of the loop to its socket
+                order.append(f"push {step}")
+                await asyncio.sleep(0)
+
+    async def requests_then_push() -> None:
+        await asyncio.gather(*(workers.run_local(order.append, f"call {n}") for n in range(2)), push())
+
+    await requests_then_push()
+
+    # The push started while the calls were queued; none of them ran until it was done.
+    assert order == ["push 0", "push 1", "push 2", "call 0", "call 1"]
+
+
+async def test_a_push_that_never_finishes_cannot_starve_queued_calls(settings) -> None:
+    settings.LOCAL_WORK_ON_LOOP = True
+    release = asyncio.Event()
+
+    async def stuck_push() -> None:
+        async with workers.loop_work_first():
+            await release.wait()
+
+    stuck = asyncio.ensure_future(stuck_push())
+    await asyncio.sleep(0)
+    try:
+        assert await asyncio.wait_for(workers.run_local(threading.get_ident), timeout=5) == threading.get_ident()
+    finally:
+        release.set()
+        await stuck
