@@ -118,7 +118,9 @@ async def measure(args: argparse.Namespace) -> None:
     from orchestrator.asgi import application
 
     if args.mode == "webhook":
-        token, agent_id = create_agent(WEBHOOK_AGENT), WEBHOOK_AGENT
+        from orchestrator.workers import run_local
+
+        token, agent_id = await run_local(create_agent, WEBHOOK_AGENT), WEBHOOK_AGENT
     else:
         token, agent_id = await _agent_with_high_limits(application)
     requests = Requests(args.mode, token, agent_id)
