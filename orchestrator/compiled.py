@@ -28,9 +28,10 @@ statements still go through the connection's cursor wrapper, so transactions, qu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -103,6 +104,58 @@ def _adapt(connection: BaseDatabaseWrapper, kind: str, value: Any) -> Any:
     if kind == "datetime":
         return connection.ops.adapt_datetimefield_value(value)
     return value
+
+
+# SQLite's own placeholder style, as Django's SQLiteCursorWrapper.convert_query makes it on every call.
+_QMARK_SQL: dict[str, str] = {}
+
+
+def _qmark(sql: str) -> str:
+    converted = _QMARK_SQL.get(sql)
+    if converted is None:
+        from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
+
+        converted = _QMARK_SQL[sql] = FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+    return converted
+
+
+@contextlib.contextmanager
+def _cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """A cursor for one compiled statement: Django's, or on SQLite when nothing records queries (DEBUG,
+    CaptureQueriesContext, execute_wrappers) the driver's own, taking the SQL as Django's cursor would
+    pass it on. What Django's cursor layer adds per statement (a wrapper object, the %s → ? regex, the
+    logging checks) cost as much as SQLite spent running these short statements. What matters of it is
+    kept: the connection's upkeep and thread check, the broken-transaction check, and the translation of
+    driver errors into django.db's (IntegrityError and friends)."""
+    if connection.vendor != "sqlite" or connection.queries_logged or connection.execute_wrappers:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        driver_cursor = _SQLiteCursor(connection.connection.cursor())
+        try:
+            yield driver_cursor
+        finally:
+            driver_cursor.close()
+
+
+class _SQLiteCursor:
+    """The driver's cursor, with Django's %s placeholders turned into SQLite's (cached per statement)."""
+
+    __slots__ = ("cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        self.cursor.execute(_qmark(sql), params)
+
+    def __getattr__(self, name: str) -> Any:  # fetchone, fetchall, rowcount, lastrowid, close
+        return getattr(self.cursor, name)
 
 
 def _shape(values: Values) -> Shape:
@@ -258,7 +311,7 @@ class CompiledSelect(_CompiledStatement, Generic[M]):
         return self._rows(connection, statement, values)
 
     def _rows(self, connection: BaseDatabaseWrapper, statement: _Statement, values: Values) -> list[list[Any]]:
-        with connection.cursor() as cursor:
+        with _cursor(connection) as cursor:
             cursor.execute(statement.sql, self._bind(connection, statement, values))
             raw = cursor.fetchall()
         rows = [list(row) if statement.col_count is None else list(row[: statement.col_count]) for row in raw]
@@ -318,7 +371,7 @@ class CompiledUpdate(_CompiledStatement):
     def execute(self, **values: Any) -> int:
         """Run the update; returns the number of rows it matched (as QuerySet.update does)."""
         connection, statement = self._statement(values)
-        with transaction.mark_for_rollback_on_error(using=connection.alias), connection.cursor() as cursor:
+        with transaction.mark_for_rollback_on_error(using=connection.alias), _cursor(connection) as cursor:
             cursor.execute(statement.sql, self._bind(connection, statement, values))
             return int(cursor.rowcount)
 
@@ -442,7 +495,7 @@ class CompiledInsert(Generic[M]):
                 params.append(value)
             else:
                 params.append(field.get_db_prep_save(value, connection))
-        with transaction.mark_for_rollback_on_error(using=alias), connection.cursor() as cursor:
+        with transaction.mark_for_rollback_on_error(using=alias), _cursor(connection) as cursor:
             cursor.execute(statement.sql, params)
             if statement.returning_fields:
                 if connection.features.can_return_columns_from_insert:

@@ -190,3 +190,33 @@ def test_an_int_on_a_small_column_answers_as_the_orm_or_refuses_where_the_orm_ch
     else:  # SQLite: 64-bit columns
         assert statement.rows(hour=8) == [["agent-a"]]
         assert statement.rows(hour=9) == []
+
+
+def test_on_sqlite_it_skips_django_s_cursor_layer_when_nothing_records_queries(make_agent, monkeypatch) -> None:
+    from django.db import IntegrityError, transaction
+
+    from orchestrator.compiled import CompiledInsert
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the driver's own cursor is used on SQLite only")
+    agent, _ = make_agent("agent-a")
+    select, insert = _token_with_agent(), CompiledInsert(OptOut)
+    update = CompiledUpdate(lambda pk: (OptOut.objects.filter(pk=pk), {"contact": "+12125550199"}))
+    digest = AgentToken.objects.get(agent=agent).digest
+
+    def no_django_cursor(*args: object) -> None:
+        raise AssertionError("went through Django's cursor wrapper")
+
+    monkeypatch.setattr(connection, "cursor", no_django_cursor)
+    assert not connection.queries_logged
+    loaded = select.first(digest=digest)
+    opt_out = insert.insert(OptOut(agent=agent, channel="sms", contact="+12125550100"))
+    matched = update.execute(pk=opt_out.pk)
+    monkeypatch.undo()
+    # The driver's errors still arrive as Django's (savepoints go through Django's cursor, so after undo).
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert.insert(OptOut(agent=agent, channel="sms", contact="+12125550199"))
+
+    assert loaded is not None and loaded.agent_id == agent.pk
+    assert matched == 1
+    assert list(OptOut.objects.values_list("contact", flat=True)) == ["+12125550199"]
