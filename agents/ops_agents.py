@@ -55,6 +55,7 @@ class UsageInput(AgentInput):
 
 @operation(
     path="usage",
+    scans_history=True,
     method="GET",
     tool="comms_get_usage_dashboard",
     input_model=UsageInput,
@@ -72,6 +73,7 @@ class BillingInput(AgentInput):
 
 @operation(
     path="billing",
+    scans_history=True,
     method="GET",
     tool="comms_get_billing_summary",
     input_model=BillingInput,

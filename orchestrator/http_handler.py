@@ -36,7 +36,7 @@ from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
-from orchestrator.operations import long_running_rest_paths, operations_by_rest_path, waits_on_nothing_but_the_database
+from orchestrator.operations import long_running_rest_paths, operations_by_rest_path, runs_on_the_loop
 from orchestrator.workers import run_blocking, run_django_request
 
 # Bearer tokens or provider signatures, never a browser session. Not /admin/api/: it takes staff sessions.
@@ -113,7 +113,7 @@ class PooledASGIHandler(ASGIHandler):
         """Whether the request waits on nothing but the database (orchestrator.workers.run_local)."""
         operation = self.operations.get(path)
         if operation is not None:
-            return waits_on_nothing_but_the_database(operation)
+            return runs_on_the_loop(operation)
         if path == "/health":
             return True
         if not path.startswith("/webhooks/"):

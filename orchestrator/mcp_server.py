@@ -43,7 +43,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from agents.principals import Principal
 from orchestrator import agent_registry, metrics
 from orchestrator.errors import ApiError
-from orchestrator.operations import Operation, operations_by_tool, render_text, waits_on_nothing_but_the_database
+from orchestrator.operations import Operation, operations_by_tool, render_text, runs_on_the_loop
 from orchestrator.workers import run_blocking, run_local, run_long
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ async def run_operation(operation: Operation, principal: Principal, arguments: d
         return operation.run(principal, arguments)
     if operation.long_running:
         return await run_long(operation.run, principal, arguments)
-    if waits_on_nothing_but_the_database(operation):
+    if runs_on_the_loop(operation):
         return await run_local(operation.run, principal, arguments)
     return await run_blocking(operation.run, principal, arguments)
 

@@ -60,6 +60,10 @@ class Operation:
     # May call a provider's API (live mode): runs on the worker pool, never on the event loop's thread
     # (orchestrator.workers.run_local). In DEMO_MODE every provider is the sandbox, which calls nothing.
     calls_providers: bool = False
+    # Aggregates rows over a period (usage, billing): on a long history that takes a while, so it runs
+    # on the worker pool, where SQLite releases the interpreter lock during the scan and the event loop
+    # keeps serving everyone else; on the loop's thread it would hold every connection up.
+    scans_history: bool = False
 
     def parse(self, raw: dict[str, Any]) -> OperationInput:
         return parse_input(self.input_model, raw)
@@ -85,6 +89,7 @@ def operation(
     output_model: type[BaseModel] | None = None,
     long_running: bool = False,
     calls_providers: bool = False,
+    scans_history: bool = False,
 ) -> Callable[[Callable[[Principal, InputT], dict[str, Any]]], Callable[[Principal, InputT], dict[str, Any]]]:
     def register(
         handler: Callable[[Principal, InputT], dict[str, Any]],
@@ -106,6 +111,7 @@ def operation(
             output_model=output_model,
             long_running=long_running,
             calls_providers=calls_providers,
+            scans_history=scans_history,
         )
         return handler
 
@@ -118,12 +124,15 @@ def long_running_rest_paths() -> frozenset[str]:
     return frozenset(f"/api/v1/{op.path}" for op in OPERATIONS.values() if op.long_running)
 
 
-def waits_on_nothing_but_the_database(operation: Operation) -> bool:
-    """Whether a call of `operation` can run on the event loop's thread (orchestrator.workers.run_local):
-    not a long poll, and no provider's API to wait on (the sandbox's, in DEMO_MODE, calls nothing)."""
+def runs_on_the_loop(operation: Operation) -> bool:
+    """Whether a call of `operation` may run on the event loop's thread (orchestrator.workers.run_local):
+    short work that waits on nothing but the database. Not a long poll, not a scan of a history, and no
+    provider's API to wait on (the sandbox's, in DEMO_MODE, calls nothing)."""
     from django.conf import settings
 
-    return not operation.long_running and (settings.DEMO_MODE or not operation.calls_providers)
+    if operation.long_running or operation.scans_history:
+        return False
+    return settings.DEMO_MODE or not operation.calls_providers
 
 
 def operations_by_rest_path() -> dict[str, Operation]:

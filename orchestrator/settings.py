@@ -184,14 +184,15 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Work that waits on nothing but the database runs on the event loop's own thread instead of a worker
-# thread when the database is a local SQLite file and nothing else is networked (no REDIS_URL): webhooks
-# that call no provider, REST requests and MCP tool calls of operations that call no provider (every one
-# in DEMO_MODE, whose providers are the sandbox), and the delivery bookkeeping after a push. Python runs
-# one thread at a time, so such work held the loop up on a worker thread as well; what the hop added was
-# two thread wake-ups and the interpreter lock passed back and forth, which on a small VM cost more CPU
-# than a webhook's own work (bench/README.md). Anything that may wait on a provider's API, another host
-# or a long poll still runs on the worker pool. orchestrator.workers.run_local has the details.
+# Short work that waits on nothing but the database runs on the event loop's own thread instead of a
+# worker thread when the database is a local SQLite file and nothing else is networked (no REDIS_URL):
+# webhooks that call no provider, REST requests and MCP tool calls of operations that call no provider
+# (every one in DEMO_MODE, whose providers are the sandbox) except long polls and the usage and billing
+# scans, and the delivery bookkeeping after a push. Python runs one thread at a time, so such work held
+# the loop up on a worker thread as well; what the hop added was two thread wake-ups and the interpreter
+# lock passed back and forth, which on a small VM cost more CPU than a webhook's own work
+# (bench/README.md). Anything that may wait on a provider's API or another host still runs on the
+# worker pool. orchestrator.workers.run_local has the details.
 LOCAL_WORK_ON_LOOP: bool = env.bool(
     "LOCAL_WORK_ON_LOOP", DATABASES["default"]["ENGINE"] == "orchestrator.sqlite_backend" and not REDIS_URL
 )

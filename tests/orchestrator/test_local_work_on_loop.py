@@ -35,6 +35,7 @@ def where_it_ran(request: HttpRequest, **_path_params: str) -> JsonResponse:
 urlpatterns = [
     path("api/v1/send-message", where_it_ran),
     path("api/v1/usage", where_it_ran),
+    path("api/v1/waiting-messages", where_it_ran),
     path("api/v1/wait-for-message", where_it_ran),
     path("health/ready", where_it_ran),
     path("webhooks/<str:agent_id>/<str:kind>", where_it_ran),
@@ -65,11 +66,13 @@ async def test_in_live_mode_webhooks_that_call_no_provider_run_on_the_loop(
     assert await ran_on_the_loop(asgi_server, "POST", "/webhooks/agent-a/whatsapp")
     assert await ran_on_the_loop(asgi_server, "POST", "/webhooks/agent-a/message-status")
     assert await ran_on_the_loop(asgi_server, "POST", "/webhooks/agent-a/line")
-    assert await ran_on_the_loop(asgi_server, "GET", "/api/v1/usage")
-    # Resend's webhook fetches the email's body from Resend; a send and readiness call providers.
+    assert await ran_on_the_loop(asgi_server, "GET", "/api/v1/waiting-messages")
+    # Resend's webhook fetches the email's body from Resend; a send and readiness call providers; a
+    # scan of the usage history could hold every connection up.
     assert not await ran_on_the_loop(asgi_server, "POST", "/webhooks/agent-a/email")
     assert not await ran_on_the_loop(asgi_server, "POST", "/api/v1/send-message")
     assert not await ran_on_the_loop(asgi_server, "GET", "/health/ready")
+    assert not await ran_on_the_loop(asgi_server, "GET", "/api/v1/usage")
 
 
 async def test_in_demo_mode_sends_and_email_webhooks_run_on_the_loop_too(
@@ -90,7 +93,7 @@ async def test_with_the_setting_off_everything_runs_on_the_pool(
     settings.LOCAL_WORK_ON_LOOP = False
 
     assert not await ran_on_the_loop(asgi_server, "POST", "/webhooks/agent-a/sms")
-    assert not await ran_on_the_loop(asgi_server, "GET", "/api/v1/usage")
+    assert not await ran_on_the_loop(asgi_server, "GET", "/api/v1/waiting-messages")
 
 
 def _connection_id() -> int:
@@ -120,30 +123,31 @@ async def test_run_local_hands_the_call_to_the_pool_when_the_setting_is_off(sett
     assert await workers.run_local(threading.get_ident) != threading.get_ident()
 
 
-def _operation(*, calls_providers: bool, long_running: bool = False) -> Operation:
+def _operation(*, calls_providers: bool, long_running: bool = False, scans_history: bool = False) -> Operation:
     def handler(principal: object, data: OperationInput) -> dict[str, object]:
         return {"thread": threading.get_ident()}
 
     return Operation(name="where", path="where", method="POST", tool="where", input_model=OperationInput,
                      handler=handler, summary="", description="", calls_providers=calls_providers,
-                     long_running=long_running)
+                     long_running=long_running, scans_history=scans_history)
 
 
 @pytest.mark.parametrize(
-    ("demo_mode", "calls_providers", "long_running", "on_the_loop"),
+    ("demo_mode", "calls_providers", "long_running", "scans_history", "on_the_loop"),
     [
-        (False, False, False, True),
-        (False, True, False, False),  # a live send waits on the provider's API
-        (True, True, False, True),  # the sandbox calls nothing
-        (True, False, True, False),  # a long poll
+        (False, False, False, False, True),
+        (False, True, False, False, False),  # a live send waits on the provider's API
+        (True, True, False, False, True),  # the sandbox calls nothing
+        (True, False, True, False, False),  # a long poll
+        (True, False, False, True, False),  # usage over a long history
     ],
 )
-async def test_mcp_tool_calls_run_on_the_loop_only_when_they_wait_on_nothing_but_the_database(
-    settings, demo_mode: bool, calls_providers: bool, long_running: bool, on_the_loop: bool
+async def test_mcp_tool_calls_run_on_the_loop_only_when_they_are_short_and_wait_on_nothing_but_the_database(
+    settings, demo_mode: bool, calls_providers: bool, long_running: bool, scans_history: bool, on_the_loop: bool
 ) -> None:
     settings.LOCAL_WORK_ON_LOOP = True
     settings.DEMO_MODE = demo_mode
-    operation = _operation(calls_providers=calls_providers, long_running=long_running)
+    operation = _operation(calls_providers=calls_providers, long_running=long_running, scans_history=scans_history)
 
     result = await run_operation(operation, principal=None, arguments={})  # type: ignore[arg-type]
 
@@ -155,6 +159,7 @@ def test_the_operations_that_call_providers_say_so() -> None:
 
     load_operation_modules()
     assert {op.path for op in OPERATIONS.values() if op.calls_providers} == {"send-message", "provision", "deprovision"}
+    assert {op.path for op in OPERATIONS.values() if op.scans_history} == {"usage", "billing"}
 
 
 async def test_queued_calls_run_one_per_turn_of_the_loop_and_everything_else_runs_between(settings) -> None:
