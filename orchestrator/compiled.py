@@ -28,6 +28,7 @@ statements still go through the connection's cursor wrapper, so transactions, qu
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import threading
@@ -178,7 +179,7 @@ def _has_lists(values: Values) -> bool:
     return any(isinstance(value, list | tuple) for value in values.values())
 
 
-class _CompiledStatement:
+class _CompiledStatement(abc.ABC):
     def __init__(self, build: Callable[..., Any]) -> None:
         self.build = build
         # shape → (database alias, statement). The router's choice of alias does not depend on values.
@@ -200,9 +201,9 @@ class _CompiledStatement:
                     self._single = single
         return connections[single[0]], single[1]
 
+    @abc.abstractmethod
     def _compile(self, values: Values) -> tuple[str, _Statement]:
         """(database alias, statement), built from the queryset with sentinel values."""
-        raise NotImplementedError
 
     def _queryset_and_sentinels(self, values: Values) -> tuple[Any, list[tuple[Any, str, str, int]]]:
         sentinels: list[tuple[Any, str, str, int]] = []  # (sentinel, kind, name, position)
