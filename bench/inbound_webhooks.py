@@ -289,6 +289,10 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true", help="only the notification latency runs")
     parser.add_argument("--skip-latency", action="store_true", help="only the throughput run")
     parser.add_argument("--client", choices=["httpx", "raw"], default="httpx", help="throughput run's client")
+    parser.add_argument("--latency-clients", default="sdk,raw",
+                        help="which latency runs: sdk (the MCP Python SDK), raw (raw sockets), or both (default)")
+    parser.add_argument("--latency-senders", default="",
+                        help="comma-separated sender counts of the latency runs (default: 1 and --senders)")
     parser.add_argument("--profile", default=None, help="sample the server with py-spy into this file (raw)")
     args = parser.parse_args()
 
@@ -322,13 +326,18 @@ def main() -> None:
         Message.objects.filter(agent_id=AGENT_ID, delivered_at__isnull=True).update(
             delivered_at=timezone.now(), delivered_via="fetch"
         )
-        latency_runs = [] if args.skip_latency else [("1 sender", one, 1), (f"{args.senders} senders", many, args.senders)]
-        for label, batch, senders in latency_runs:
+        sender_counts = [int(n) for n in (args.latency_senders or f"1,{args.senders}").split(",")]
+
+        def runs(client: str, batches: tuple[Any, Any]) -> list[tuple[str, Any, int]]:
+            if args.skip_latency or client not in args.latency_clients:
+                return []
+            return [(f"{n} sender{'s' if n > 1 else ''}", batches[n > 1], n) for n in sender_counts]
+
+        for label, batch, senders in runs("sdk", (one, many)):
             total, after_answer = asyncio.run(notification_latency(server, token, batch, senders))
             print(f"webhook sent → MCP notification, {label}: {summary_ms(total)}")
             print(f"  of which after the webhook's 200 arrived: p50 {statistics.median(after_answer) * 1000:.2f} ms")
-        raw_runs = [] if args.skip_latency else [("1 sender", raw_one, 1), (f"{args.senders} senders", raw_many, args.senders)]
-        for label, batch, senders in raw_runs:
+        for label, batch, senders in runs("raw", (raw_one, raw_many)):
             cpu_before = server.cpu_seconds()
             total, after_answer = asyncio.run(raw_notification_latency(server, token, batch, senders))
             cpu_ms = (server.cpu_seconds() - cpu_before) / len(batch) * 1000

@@ -59,3 +59,33 @@ async def test_it_gives_up_after_its_retries_and_leaves_the_lease_to_expire(make
     await sync_to_async(message.refresh_from_db)()
     assert len(calls) == 3
     assert message.delivered_at is None and message.delivered_via == delivery.VIA_MCP
+
+
+@pytest.mark.parametrize("count", [1, 3, 70])
+def test_it_marks_exactly_the_pushed_rows_of_a_batch_of_any_size(make_agent, count) -> None:
+    agent, _token = make_agent("agent-a")
+    pushed = [pushed_row(agent) for _ in range(count)]
+    claimed_by_a_callback = pushed_row(agent)
+    Message.objects.filter(pk=claimed_by_a_callback.pk).update(delivered_via=delivery.VIA_CALLBACK)
+
+    marked = delivery.messages_mark_pushed(message_ids=[message.pk for message in pushed] + [claimed_by_a_callback.pk])
+
+    assert marked == count
+    rows = {row.pk: row for row in Message.objects.all()}
+    assert all(rows[message.pk].delivered_at is not None and rows[message.pk].body is None for message in pushed)
+    assert rows[claimed_by_a_callback.pk].delivered_at is None
+    assert rows[claimed_by_a_callback.pk].body == "hello"
+    assert delivery.messages_mark_pushed(message_ids=[message.pk for message in pushed]) == 0
+
+
+def test_it_keeps_the_bodies_of_pushed_rows_when_retention_is_configured(make_agent, settings) -> None:
+    settings.MESSAGE_BODY_RETENTION_DAYS = 7
+    agent, _token = make_agent("agent-a")
+    message = pushed_row(agent)
+
+    assert delivery.messages_mark_pushed(message_ids=[message.pk]) == 1
+
+    message.refresh_from_db()
+    assert message.delivered_at is not None
+    assert message.body == "hello"
+    assert message.next_callback_at is None
