@@ -144,11 +144,67 @@ async def raw_throughput(server: Any, requests: list[tuple[str, bytes, dict[str,
     return throughput_result(latencies, cpu=cpu, wall=wall)
 
 
+class Pace:
+    """Webhook number k is due at k ÷ rate seconds after start() (rate 0: no pacing, a closed loop)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.started, self.taken = rate, 0.0, 0
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    async def wait_for_the_next(self) -> None:
+        if self.rate:
+            due, self.taken = self.started + self.taken / self.rate, self.taken + 1
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+
+
+async def post_webhooks(
+    port: int, requests: list[tuple[str, bytes, dict[str, str]]], senders: int, pace: Pace,
+    sent_at: dict[str, float], answered_at: dict[str, float],
+) -> None:
+    """POST the webhooks from `senders` keep-alive connections (raw sockets: the sending client's own
+    CPU stays out of the figures); one sender pauses 5 ms between webhooks, so each figure is one
+    message's path alone."""
+    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
+    for item in requests:
+        queue.put_nowait(item)
+
+    async def sender() -> None:
+        post_reader, post_writer = await asyncio.open_connection("127.0.0.1", port)
+        while not queue.empty():
+            sid, body, headers = queue.get_nowait()
+            await pace.wait_for_the_next()
+            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            sent_at[sid] = time.perf_counter()
+            post_writer.write(
+                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            )
+            status = await post_reader.readline()
+            length = 0
+            while (line := await post_reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await post_reader.readexactly(length)
+            answered_at[sid] = time.perf_counter()
+            if b" 200 " not in status:
+                raise RuntimeError(f"webhook answered {status!r}")
+            if senders == 1:
+                await asyncio.sleep(0.005)
+        post_writer.close()
+
+    pace.start()
+    await asyncio.gather(*(sender() for _ in range(senders)))
+
+
 async def notification_latency(
-    server: Any, token: str, requests: list[tuple[str, bytes, dict[str, str]]], senders: int
+    server: Any, token: str, requests: list[tuple[str, bytes, dict[str, str]]], senders: int, rate: float = 0.0
 ) -> tuple[list[float], list[float]]:
-    """Per message: webhook sent → notification received, and webhook's 200 received → notification
-    received (negative when the push overtook the HTTP answer)."""
+    """Per message: webhook sent → notification received by the MCP Python SDK's client (legacy SSE
+    transport, logging callback), and webhook's 200 received → notification received (negative when
+    the push overtook the HTTP answer)."""
     from mcp.client.session import ClientSession
     from mcp.client.sse import sse_client
 
@@ -166,39 +222,27 @@ async def notification_latency(
             if len(latencies) == len(requests):
                 all_arrived.set()
 
-    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
-    for item in requests:
-        queue.put_nowait(item)
-
-    async def sender(http: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            sid, body, headers = queue.get_nowait()
-            sent_at[sid] = time.perf_counter()
-            response = await http.post(server.url + PATH, content=body, headers=headers)
-            answered_at[sid] = time.perf_counter()
-            if response.status_code != 200:
-                raise RuntimeError(f"webhook answered {response.status_code}")
-            if senders == 1:
-                # One sender: one message in flight, so each figure is one message's path alone.
-                await asyncio.sleep(0.005)
-
     async with sse_client(f"{server.url}/sse?token={token}", timeout=10) as (read, write):
         async with ClientSession(read, write, logging_callback=on_log) as session:
             await session.initialize()
             await asyncio.sleep(0.5)
-            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=senders), timeout=30) as http:
-                await asyncio.gather(*(sender(http) for _ in range(senders)))
+            await post_webhooks(server.port, requests, senders, Pace(rate), sent_at, answered_at)
             await asyncio.wait_for(all_arrived.wait(), timeout=30)
     after_answer = [arrived_at[sid] - answered_at[sid] for sid in arrived_at]
     return latencies, after_answer
 
 
 async def raw_notification_latency(
-    server: Any, token: str, requests: list[tuple[str, bytes, dict[str, str]]], senders: int
-) -> tuple[list[float], list[float]]:
-    """As notification_latency, with raw sockets for the SSE stream and the webhook POSTs (keep-alive),
-    so that the figure is the server's: the SDK client's own parsing and validation of each
-    notification, on the same two cores, is not in it."""
+    server: Any, token: str, requests: list[tuple[str, bytes, dict[str, str]]], senders: int, rate: float = 0.0
+) -> tuple[list[float], list[float], float]:
+    """As notification_latency, with a raw socket reading the SSE stream, so that the figure is the
+    server's: the SDK client's own parsing and validation of each notification, on the same two cores,
+    is not in it.
+
+    `rate` 0: each sender posts its next webhook as soon as the last one is answered (a closed loop:
+    the server is saturated and the latency is senders ÷ throughput). `rate` > 0: webhook number k is
+    due at k ÷ rate seconds, as a provider sends them when messages arrive; a sender still waiting for
+    its last answer sends late, so at most `senders` are in flight."""
     from bench.mcp_idle_sessions import INITIALIZE, INITIALIZED, open_session, post
 
     reader, writer, endpoint = await open_session(server.port, token)
@@ -233,37 +277,21 @@ async def raw_notification_latency(
     for item in requests:
         queue.put_nowait(item)
 
-    async def sender() -> None:
-        post_reader, post_writer = await asyncio.open_connection("127.0.0.1", server.port)
-        while not queue.empty():
-            sid, body, headers = queue.get_nowait()
-            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-            sent_at[sid] = time.perf_counter()
-            post_writer.write(
-                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{head}"
-                f"Content-Length: {len(body)}\r\n\r\n".encode() + body
-            )
-            status = await post_reader.readline()
-            length = 0
-            while (line := await post_reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await post_reader.readexactly(length)
-            answered_at[sid] = time.perf_counter()
-            if b" 200 " not in status:
-                raise RuntimeError(f"webhook answered {status!r}")
-            if senders == 1:
-                await asyncio.sleep(0.005)
-        post_writer.close()
-
     listener = asyncio.create_task(listen())
-    await asyncio.gather(*(sender() for _ in range(senders)))
+    pace = Pace(rate)
+    await post_webhooks(server.port, requests, senders, pace, sent_at, answered_at)
     await asyncio.wait_for(all_arrived.wait(), timeout=30)
     listener.cancel()
     writer.close()
     latencies = [arrived_at[sid] - sent_at[sid] for sid in arrived_at]
     after_answer = [arrived_at[sid] - answered_at[sid] for sid in arrived_at]
-    return latencies, after_answer
+    return latencies, after_answer, len(requests) / (max(answered_at.values()) - pace.started)
+
+
+def pacing(senders: int, rate: float) -> str:
+    if senders == 1:
+        return "one at a time, 5 ms apart"
+    return f"{rate:.0f} webhooks/s due" if rate else "closed loop"
 
 
 def report_throughput(server: Any, load: list[tuple[str, bytes, dict[str, str]]], args: argparse.Namespace) -> None:
@@ -291,6 +319,8 @@ def main() -> None:
     parser.add_argument("--client", choices=["httpx", "raw"], default="httpx", help="throughput run's client")
     parser.add_argument("--latency-clients", default="sdk,raw",
                         help="which latency runs: sdk (the MCP Python SDK), raw (raw sockets), or both (default)")
+    parser.add_argument("--latency-rate", type=float, default=0.0,
+                        help="latency runs with several senders: webhooks per second due across them (default 0: closed loop)")
     parser.add_argument("--latency-senders", default="",
                         help="comma-separated sender counts of the latency runs (default: 1 and --senders)")
     parser.add_argument("--profile", default=None, help="sample the server with py-spy into this file (raw)")
@@ -334,18 +364,25 @@ def main() -> None:
             return [(f"{n} sender{'s' if n > 1 else ''}", batches[n > 1], n) for n in sender_counts]
 
         for label, batch, senders in runs("sdk", (one, many)):
-            total, after_answer = asyncio.run(notification_latency(server, token, batch, senders))
-            print(f"webhook sent → MCP notification, {label}: {summary_ms(total)}")
+            rate = args.latency_rate if senders > 1 else 0.0
+            total, after_answer = asyncio.run(notification_latency(server, token, batch, senders, rate))
+            pace = pacing(senders, rate)
+            print(f"webhook sent → MCP notification, {label} ({pace}): {summary_ms(total)}")
             print(f"  of which after the webhook's 200 arrived: p50 {statistics.median(after_answer) * 1000:.2f} ms")
         for label, batch, senders in runs("raw", (raw_one, raw_many)):
             cpu_before = server.cpu_seconds()
-            total, after_answer = asyncio.run(raw_notification_latency(server, token, batch, senders))
+            rate = args.latency_rate if senders > 1 else 0.0
+            total, after_answer, answered_rate = asyncio.run(
+                raw_notification_latency(server, token, batch, senders, rate)
+            )
             cpu_ms = (server.cpu_seconds() - cpu_before) / len(batch) * 1000
             time.sleep(0.5)
             undelivered = Message.objects.filter(external_id__in=[sid for sid, _b, _h in batch], delivered_at__isnull=True)
             if undelivered.exists():
                 raise RuntimeError(f"{undelivered.count()} pushed messages are not recorded as delivered")
-            print(f"webhook sent → comms.inbound event, raw socket client, {label}: {summary_ms(total)}")
+            pace = pacing(senders, rate)
+            print(f"webhook sent → comms.inbound event, raw socket client, {label} ({pace}, "
+                  f"{answered_rate:.0f}/s answered): {summary_ms(total)}")
             print(f"  server CPU per webhook, notification included: {cpu_ms:.2f} ms")
             print(f"  of which after the webhook's 200 arrived: p50 {statistics.median(after_answer) * 1000:.2f} ms")
 
