@@ -3,7 +3,8 @@
 1. Throughput: signed Twilio SMS webhooks (signature checked, deduped, stored, delivery scheduled) from
    20 concurrent senders; reports webhooks per second of *server* CPU time and the latency percentiles.
 2. Delivery latency: webhook sent → `comms.inbound` notification received by the agent's MCP client
-   (SSE), with one sender and with 20.
+   (SSE), with one sender and with 20: in a closed loop, or with `--latency-rate R` paced at R webhooks
+   a second between the senders (as a provider sends them).
 
 The server is a separate process (uvicorn with httptools and uvloop, as `make run` starts it; `--server daphne` also works) on a
 throw-away SQLite database, or the PostgreSQL database given with --database-url. Signatures are computed
@@ -272,10 +273,6 @@ async def raw_notification_latency(
                     arrived_at[sid] = now
                     if len(arrived_at) == len(requests):
                         all_arrived.set()
-
-    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
-    for item in requests:
-        queue.put_nowait(item)
 
     listener = asyncio.create_task(listen())
     pace = Pace(rate)
