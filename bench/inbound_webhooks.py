@@ -107,6 +107,27 @@ async def throughput(server: Any, requests: list[tuple[str, bytes, dict[str, str
     return throughput_result(latencies, cpu=cpu, wall=wall)
 
 
+def raw_request(port: int, body: bytes, headers: dict[str, str]) -> bytes:
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}"
+        f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    )
+
+
+async def raw_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, message: bytes) -> None:
+    """Send one webhook on a keep-alive connection and read its whole answer, which must be a 200."""
+    writer.write(message)
+    status = await reader.readline()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+    if b" 200 " not in status:
+        raise RuntimeError(f"webhook answered {status!r}")
+
+
 async def raw_throughput(server: Any, requests: list[tuple[str, bytes, dict[str, str]]], senders: int) -> dict[str, float]:
     """throughput() with raw keep-alive sockets instead of httpx: httpx costs the client about as much
     CPU per request as the server spends, on the same two cores, which shows in the tail latencies."""
@@ -119,22 +140,10 @@ async def raw_throughput(server: Any, requests: list[tuple[str, bytes, dict[str,
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         while not queue.empty():
             _sid, body, headers = queue.get_nowait()
-            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-            message = (
-                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{head}"
-                f"Content-Length: {len(body)}\r\n\r\n".encode() + body
-            )
+            message = raw_request(server.port, body, headers)
             started = time.perf_counter()
-            writer.write(message)
-            status = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+            await raw_exchange(reader, writer, message)
             latencies.append(time.perf_counter() - started)
-            if b" 200 " not in status:
-                raise RuntimeError(f"webhook answered {status!r}")
         writer.close()
 
     cpu_before, wall_before = server.cpu_seconds(), time.perf_counter()
@@ -177,21 +186,10 @@ async def post_webhooks(
         while not queue.empty():
             sid, body, headers = queue.get_nowait()
             await pace.wait_for_the_next()
-            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            message = raw_request(port, body, headers)
             sent_at[sid] = time.perf_counter()
-            post_writer.write(
-                f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}"
-                f"Content-Length: {len(body)}\r\n\r\n".encode() + body
-            )
-            status = await post_reader.readline()
-            length = 0
-            while (line := await post_reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await post_reader.readexactly(length)
+            await raw_exchange(post_reader, post_writer, message)
             answered_at[sid] = time.perf_counter()
-            if b" 200 " not in status:
-                raise RuntimeError(f"webhook answered {status!r}")
             if senders == 1:
                 await asyncio.sleep(0.005)
         post_writer.close()
