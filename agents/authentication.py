@@ -40,7 +40,7 @@ def bearer_from_header(value: str | None) -> str | None:
 
 # Addresses this process found not throttled, each until a monotonic deadline. Skips the throttle read on
 # the success path. A failure counted by this process drops its address at once; failures counted by other
-# processes are noticed within NOT_THROTTLED_SECONDS (README, "Decisions").
+# processes are noticed within NOT_THROTTLED_SECONDS (docs/decisions.md).
 NOT_THROTTLED_SECONDS = 1.0
 _NOT_THROTTLED_MAX = 10_000
 _not_throttled_until: dict[str, float] = {}

@@ -1,4 +1,4 @@
-"""One env-driven settings module. Every variable is listed in README.md and contract §1."""
+"""One env-driven settings module. Every variable is listed in docs/configuration.md and contract §1."""
 
 from __future__ import annotations
 
