@@ -5,8 +5,14 @@ Tokens are never shown here (only digests are stored); issue them with `manage.p
 
 from __future__ import annotations
 
-from django.contrib import admin
+import json
+from urllib.parse import quote
 
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from admin_ui.forms import ALL_CHANNELS, BLOCKABLE_CHANNELS, AgentAdminForm
 from agents.models import (
     Agent,
     AgentLimits,
@@ -55,7 +61,9 @@ class AgentLimitsInline(admin.StackedInline):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ("id", "display_name", "organization", "status", "blocked_channels", "created_at")
+    form = AgentAdminForm
+    change_list_template = "admin_ui/agent_change_list.html"
+    list_display = ("id", "display_name", "organization", "status", "blocked_channel_toggles", "created_at")
     list_filter = ("status", "organization")
     search_fields = ("id", "display_name")
     inlines = [ChannelAddressInline, AgentLimitsInline]
@@ -64,6 +72,30 @@ class AgentAdmin(admin.ModelAdmin):
         "line_channel_access_token_encrypted",
         "line_channel_secret_encrypted",
     )
+
+    class Media:
+        js = ("admin_ui/blocked_channels.js",)
+        css = {"all": ("admin_ui/admin_ui.css",)}
+
+    @admin.display(description="Blocked channels")
+    def blocked_channel_toggles(self, agent: Agent) -> str:
+        """Checkboxes that POST to /admin/api/agents/<id>/blocked-channels (static/admin_ui/blocked_channels.js)."""
+        blocked = list(agent.blocked_channels or [])
+        everything = ALL_CHANNELS in blocked
+        boxes = format_html_join(
+            "", '<label><input type="checkbox" value="{}"{}{}> {}</label>',
+            (
+                (value, " checked" if everything or value in blocked else "",
+                 " disabled" if everything and value != ALL_CHANNELS else "", label)
+                for value, label in [*BLOCKABLE_CHANNELS, (ALL_CHANNELS, "All")]
+            ),
+        )
+        return format_html(
+            '<span class="ops-blocked" data-agent="{}" data-url="{}" data-blocked="{}">{}'
+            '<span class="ops-toggle-status" aria-live="polite"></span></span>',
+            agent.pk, f"{reverse('admin:index')}api/agents/{quote(agent.pk, safe='')}/blocked-channels",
+            json.dumps(blocked), boxes,
+        )
 
 
 @admin.register(AgentToken)

@@ -83,7 +83,8 @@ CSRF_TRUSTED_ORIGINS = [f"{urlsplit(PUBLIC_BASE_URL).scheme}://{urlsplit(PUBLIC_
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin with the operator pages as admin.site (admin_ui/sites.py).
+    "admin_ui.apps.OrchestratorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -92,6 +93,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI's files for /admin/api-docs, served from the package (no CDN, nothing vendored).
+    "drf_spectacular_sidecar",
     "channels",
     "agents",
     "channels_app",
@@ -233,6 +236,8 @@ SPECTACULAR_SETTINGS = {
     # Enums stay inline: the operations' pydantic models reuse channel sets under several field names,
     # which the default enum-extraction hook reports as naming collisions.
     "POSTPROCESSING_HOOKS": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 PROMETHEUS_EXPORT_MIGRATIONS = False

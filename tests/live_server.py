@@ -8,6 +8,7 @@ fixture depends on `transactional_db`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import socket
@@ -66,14 +67,14 @@ async def stop_uvicorn(server: uvicorn.Server, task: asyncio.Task[None]) -> None
         task.cancel()
 
 
-@pytest.fixture
-async def asgi_server(transactional_db: None) -> AsyncIterator[LiveServer]:
+@contextlib.asynccontextmanager
+async def live_server(app: Any) -> AsyncIterator[LiveServer]:
+    """Serve `app` on a random loopback port in this loop; afterwards undo what serving left behind."""
     from orchestrator import agent_registry
-    from orchestrator.asgi import application
     from orchestrator.lifespan import run_shutdown_hooks
     from orchestrator.workers import reset_worker_threads
 
-    server, task, port = await start_uvicorn(application)
+    server, task, port = await start_uvicorn(app)
     try:
         yield LiveServer("127.0.0.1", port)
     finally:
@@ -92,6 +93,14 @@ async def asgi_server(transactional_db: None) -> AsyncIterator[LiveServer]:
             # Connections of finished threads close when collected; PostgreSQL refuses to drop a
             # database that still has sessions at the end of the run.
             gc.collect()
+
+
+@pytest.fixture
+async def asgi_server(transactional_db: None) -> AsyncIterator[LiveServer]:
+    from orchestrator.asgi import application
+
+    async with live_server(application) as server:
+        yield server
 
 
 def shared_database_url() -> str | None:

@@ -1,0 +1,196 @@
+"""The operator's pages inside the admin (admin_ui.sites): dashboard, setup wizard, API docs, provisioning.
+
+The dashboard and the wizard are HTML shells; their data comes from the admin JSON API (`/admin/api/…`)
+fetched by small scripts under static/admin_ui/ with the session cookie and the CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from drf_spectacular.views import SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from admin_ui.forms import ProvisionForm, wizard_initial, wizard_steps
+from agents.models import DEFAULT_ORG_ID, Organization, StaffMembership
+from agents.provisioning import ProvisionRequest, agent_provision
+from orchestrator.connect import connect_instructions, sse_client_config, streamable_http_client_config
+from orchestrator.errors import ApiError
+from orchestrator.workers import cpu_turn_released
+
+logger = logging.getLogger(__name__)
+
+DASHBOARD_REFRESH_SECONDS = 15
+URL_CHECK_TIMEOUT_SECONDS = 5
+URL_CHECK_MAX_BYTES = 64 * 1024
+
+
+def _admin_prefix() -> str:
+    return reverse("admin:index")
+
+
+def _context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+    return {**admin.site.each_context(request), "title": title, **extra}
+
+
+def _require_superuser(request: HttpRequest) -> None:
+    if not getattr(request.user, "is_superuser", False):
+        raise PermissionDenied("Only a superuser may do this.")
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """GET /admin/dashboard."""
+    return render(request, "admin_ui/dashboard.html", _context(
+        request, "Dashboard",
+        data_url=f"{_admin_prefix()}api/dashboard",
+        refresh_seconds=DASHBOARD_REFRESH_SECONDS,
+    ))
+
+
+@require_GET
+def setup(request: HttpRequest) -> HttpResponse:
+    """GET /admin/setup: the wizard (superusers only: it changes the server's configuration)."""
+    _require_superuser(request)
+    initial = wizard_initial()
+    prefix = _admin_prefix()
+    steps = [(step, step.form_class(initial=initial, prefix=None)) for step in wizard_steps(prefix)]
+    return render(request, "admin_ui/setup.html", _context(
+        request, "Setup",
+        steps=steps,
+        status_url=f"{prefix}api/status",
+        save_url=f"{prefix}api/save",
+        deploy_url=f"{prefix}api/deploy",
+    ))
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+@require_POST
+def setup_check_url(request: HttpRequest) -> JsonResponse:
+    """POST /admin/setup/check-url {"url"}: can this server reach itself at that public base URL?
+
+    Answers like the credential tests: 200 `{success, message}`; 400 for a URL that is not one.
+    """
+    if not getattr(request.user, "is_superuser", False):
+        return JsonResponse({"error": "Only a superuser may do this.", "code": "forbidden"}, status=403)
+    try:
+        url = str(json.loads(request.body or b"{}").get("url") or "").strip()
+    except (ValueError, AttributeError):
+        return JsonResponse({"error": "The body must be a JSON object.", "code": "invalid_request"}, status=400)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c in url for c in "\r\n\t "):
+        return JsonResponse({"error": "url must be an http(s) URL such as https://comms.example.com.",
+                             "code": "invalid_request", "field": "url"}, status=400)
+    success, message = _check_health(url.rstrip("/") + "/health")
+    return JsonResponse({"success": success, "message": message})
+
+
+def _check_health(health_url: str) -> tuple[bool, str]:
+    opener = urllib.request.build_opener(_NoRedirects)
+    request = urllib.request.Request(health_url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) only, checked above
+    try:
+        # A wait on the network: this worker's turn goes to other requests meanwhile.
+        with cpu_turn_released(), opener.open(request, timeout=URL_CHECK_TIMEOUT_SECONDS) as response:
+            body = response.read(URL_CHECK_MAX_BYTES)
+    except urllib.error.HTTPError as exc:
+        where = f" (to {exc.headers.get('Location')})" if 300 <= exc.code < 400 and exc.headers.get("Location") else ""
+        return False, f"{health_url} answered HTTP {exc.code}{where}; expected 200 from this server."
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, f"Could not reach {health_url}: {reason}."
+    try:
+        health = json.loads(body)
+    except ValueError:
+        return False, f"{health_url} answered, but not with this server's health JSON."
+    if not isinstance(health, dict) or health.get("status") != "ok" or "version" not in health:
+        return False, f"{health_url} answered, but not with this server's health JSON."
+    return True, f"Reached {health_url}: status ok, version {health['version']}, {health.get('environment', '?')}."
+
+
+class ApiDocsView(SpectacularSwaggerView):
+    """GET /admin/api-docs: Swagger UI over /api/v1/openapi.json, its files from drf-spectacular-sidecar.
+
+    Staff only through admin_view (the admin's session login); the schema itself is public.
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    title = "Agent Comms Orchestrator API"
+    url_name = "openapi"
+
+
+def _member_organization(request: HttpRequest) -> Organization | None:
+    if not request.user.is_authenticated:
+        return None
+    membership = StaffMembership.objects.select_related("organization").filter(user=request.user).first()
+    return membership.organization if membership else None
+
+
+@require_http_methods(["GET", "POST"])
+def provision(request: HttpRequest) -> HttpResponse:
+    """GET/POST /admin/provision: provision an agent (the service behind POST /api/v1/provision); shows its
+    token and MCP connect snippets once."""
+    fixed = None if request.user.is_superuser else _member_organization(request)
+    if not request.user.is_superuser and fixed is None:
+        raise PermissionDenied("Only members of an organization (or superusers) provision agents.")
+    form = ProvisionForm(request.POST or None, organization=fixed)
+    if request.method == "POST" and form.is_valid():
+        organization = form.chosen_organization() or Organization.objects.get(pk=DEFAULT_ORG_ID)
+        data = form.cleaned_data
+        try:
+            result = agent_provision(organization=organization, request=ProvisionRequest(
+                display_name=data["display_name"], capabilities=tuple(data["capabilities"]),
+                agent_id=data["agent_id"] or None, country=data["country"].upper(), greeting=data["greeting"],
+                system_prompt=data["system_prompt"], voice=data["voice"], language=data["language"],
+                email_domain=data["email_domain"] or None, callback_url=data["callback_url"],
+                line={"channelAccessToken": data["line_channel_access_token"],
+                      "channelSecret": data["line_channel_secret"]},
+            ))
+        except ApiError as exc:
+            form.add_error(_form_field(exc.field), exc.message + (f" {exc.hint}" if exc.hint else ""))
+        else:
+            return _provisioned(request, result)
+    return render(request, "admin_ui/provision.html", _context(request, "Provision an agent", form=form,
+                                                               organization=fixed))
+
+
+_FORM_FIELDS = {"displayName": "display_name", "agentId": "agent_id", "capabilities": "capabilities",
+                "country": "country", "emailDomain": "email_domain", "callbackUrl": "callback_url",
+                "line": "line_channel_access_token"}
+
+
+def _form_field(api_field: str | None) -> str | None:
+    return _FORM_FIELDS.get(api_field or "")
+
+
+def _provisioned(request: HttpRequest, result: dict[str, Any]) -> HttpResponse:
+    base = settings.PUBLIC_BASE_URL
+    token = result["securityToken"]
+    response = render(request, "admin_ui/provisioned.html", _context(
+        request, f"Agent {result['agentId']} provisioned",
+        result=result,
+        channels=[(name, channel.get("number") or channel.get("address") or "", channel.get("status", ""))
+                  for name, channel in result["channels"].items() if channel],
+        sse_config=json.dumps(sse_client_config(base, token), indent=2),
+        http_config=json.dumps(streamable_http_client_config(base, token), indent=2),
+        instructions=connect_instructions(base_url=base, token=token),
+    ))
+    # The token is shown this once: no cache may keep the page.
+    response["Cache-Control"] = "no-store"
+    return response
