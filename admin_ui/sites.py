@@ -16,7 +16,6 @@ from django.urls import URLPattern, URLResolver, path
 class OrchestratorAdminSite(admin.AdminSite):
     site_header = "Agent Comms Orchestrator"
     site_title = "Comms admin"
-    index_title = "Operations"
     index_template = "admin_ui/index.html"
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
