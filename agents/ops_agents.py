@@ -114,6 +114,7 @@ def _organization_for(principal: Principal, org_id: str | None) -> Organization:
 
 @operation(
     path="provision",
+    error_statuses=(409,),
     calls_providers=True,
     method="POST",
     tool="comms_provision_channels",

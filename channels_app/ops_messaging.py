@@ -47,6 +47,7 @@ class SendMessageInput(OperationInput):
 
 @operation(
     path="send-message",
+    error_statuses=(409,),
     calls_providers=True,
     method="POST",
     tool="comms_send_message",

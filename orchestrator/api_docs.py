@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 # Imported for its side effect: it registers the extension that renders pydantic input models.
 import drf_spectacular.contrib.pydantic  # noqa: F401
@@ -14,10 +14,15 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.renderers import OpenApiJsonRenderer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from drf_spectacular.views import SpectacularAPIView
+from pydantic import BaseModel, ConfigDict, Field
 from rest_framework.permissions import AllowAny
 
 from orchestrator.connect import sse_client_config, sse_url, streamable_http_client_config, streamable_http_url
+
+if TYPE_CHECKING:
+    from orchestrator.operations import Operation
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -46,6 +51,110 @@ class OptionalBearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[Any]]]:
         return [{"bearerAuth": []}]  # drf-spectacular adds the anonymous {} for AllowAny views
+
+
+LimitType = Literal["per_minute", "per_hour", "per_day", "spend_day", "spend_month", "calls_per_number",
+                    "org_spend_day", "org_spend_month"]
+
+
+# Sent as null when the provider gave none (a timeout has no status, some refusals no code).
+_NULLABLE_ERROR_FIELDS = frozenset({"providerCode", "providerStatus"})
+
+
+def _optional_fields_absent(schema: dict[str, Any]) -> None:
+    schema["properties"] = {
+        name: prop if name in _NULLABLE_ERROR_FIELDS else _without_null(prop)
+        for name, prop in schema.get("properties", {}).items()
+    }
+
+
+class Error(BaseModel):
+    """Every refusal's JSON body (contract §3): a sentence, a code, and what would make the call pass."""
+
+    # The optional fields are left out of a body when they do not apply; they are never null.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, json_schema_extra=_optional_fields_absent)
+
+    error: str = Field(description="A human sentence.")
+    code: str = Field(description="snake_case, stable: branch on this.")
+    field: str | None = Field(default=None, description="The request field at fault (validation errors).")
+    retry_after: int | None = Field(default=None, alias="retryAfter", ge=0,
+                                    description="Seconds to wait; also sent as the Retry-After header on 429.")
+    hint: str | None = Field(default=None, description="What would make the request pass.")
+    limit_type: LimitType | None = Field(default=None, alias="limitType", description="429 rate_limited and "
+                                         "spend_limit_reached: which limit.")
+    limit: float | None = Field(default=None, description="The limit that was reached (actions, or USD).")
+    next_allowed_at: str | None = Field(default=None, alias="nextAllowedAt", json_schema_extra={"format": "date-time"},
+                                        description="403 quiet_hours: the first moment a call is allowed.")
+    provider: str | None = Field(default=None, description="502 provider_error: the provider that refused.")
+    provider_code: str | None = Field(default=None, alias="providerCode",
+                                      description="The provider's own error code (Twilio 21211, Resend validation_error…).")
+    provider_status: int | None = Field(default=None, alias="providerStatus",
+                                        description="The provider's HTTP status; null after a timeout.")
+    permanent: bool | None = Field(default=None, description="502: false when retrying may succeed.")
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid input, nothing changed: `invalid_request` (with `field`), `invalid_phone`, `invalid_email`, "
+         "`missing_agent_id`.",
+    401: "`missing_token`, or `invalid_token` (unknown, regenerated or deprovisioned).",
+    403: "`forbidden` (beyond the token's scope), `channel_blocked`, `opted_out`, `quiet_hours` (with "
+         "`nextAllowedAt`), `consent_required`.",
+    404: "`agent_not_found`, `call_not_found`, `not_found` (e.g. an unknown `orgId`).",
+    409: "`agent_exists`, `whatsapp_window_closed` (with a `hint` to send a template), "
+         "`whatsapp_sender_unavailable`, `number_unavailable`.",
+    413: "`payload_too_large`: bodies are limited to 1 MB; media travels by URL.",
+    429: "`rate_limited` or `spend_limit_reached` (with `limitType` and `retryAfter`), `too_many_auth_failures`; "
+         "the `Retry-After` header carries `retryAfter`.",
+    502: "`provider_error`: the provider refused (`provider`, `providerCode`, `providerStatus`, `permanent`).",
+    503: "`provider_not_configured` (live mode never falls back to the sandbox), `agent_unavailable`.",
+}
+
+
+def error_statuses(op: Operation) -> list[int]:
+    """The refusals an operation can answer, from what its view and service do (contract §3)."""
+    statuses = {401, 429}  # a bad token, and the auth-failure throttle, apply to public routes too
+    if op.method == "POST" or op.input_model.model_fields:
+        statuses.add(400)
+    if op.method == "POST":
+        statuses.add(413)
+    if not op.public:
+        statuses |= {403, 404}
+    if op.calls_providers:
+        statuses |= {502, 503}
+    statuses |= set(op.error_statuses)
+    return sorted(statuses)
+
+
+def error_responses(op: Operation) -> dict[int, OpenApiResponse]:
+    return {status: OpenApiResponse(response=Error, description=ERROR_DESCRIPTIONS[status])
+            for status in error_statuses(op)}
+
+
+def query_parameters(op: Operation) -> list[OpenApiParameter]:
+    """A GET operation's query parameters with the types, enums and bounds its input model enforces."""
+    schema = op.input_model.model_json_schema(by_alias=True, mode="validation")
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, field_schema in schema.get("properties", {}).items():
+        if name in op.path_params:
+            continue
+        field_schema = _without_null(field_schema)
+        description = field_schema.pop("description", "")
+        parameters.append(OpenApiParameter(name=name, location=OpenApiParameter.QUERY, required=name in required,
+                                           type=field_schema, description=description))
+    return parameters
+
+
+def _without_null(field_schema: dict[str, Any]) -> dict[str, Any]:
+    """`X | None = None` as the wire has it: absent when not applicable, never null."""
+    options = field_schema.get("anyOf")
+    rest = {key: value for key, value in field_schema.items() if key not in ("anyOf", "title")}
+    if rest.get("default", "") is None:
+        rest.pop("default")
+    if not options or {"type": "null"} not in options:
+        return rest if "anyOf" not in field_schema else {**rest, "anyOf": options}
+    kept = [option for option in options if option != {"type": "null"}]
+    return {**kept[0], **rest} if len(kept) == 1 else {"anyOf": kept, **rest}
 
 
 class OpenApiView(SpectacularAPIView):

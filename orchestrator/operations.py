@@ -64,6 +64,9 @@ class Operation:
     # on the worker pool, where SQLite releases the interpreter lock during the scan and the event loop
     # keeps serving everyone else; on the loop's thread it would hold every connection up.
     scans_history: bool = False
+    # Refusal statuses beyond those every operation of its kind answers (orchestrator.api_docs.error_statuses),
+    # for the OpenAPI document: e.g. 409 for provision (agent_exists) and send-message (WhatsApp window).
+    error_statuses: tuple[int, ...] = ()
 
     def parse(self, raw: dict[str, Any]) -> OperationInput:
         return parse_input(self.input_model, raw)
@@ -90,6 +93,7 @@ def operation(
     long_running: bool = False,
     calls_providers: bool = False,
     scans_history: bool = False,
+    error_statuses: tuple[int, ...] = (),
 ) -> Callable[[Callable[[Principal, InputT], dict[str, Any]]], Callable[[Principal, InputT], dict[str, Any]]]:
     def register(
         handler: Callable[[Principal, InputT], dict[str, Any]],
@@ -112,6 +116,7 @@ def operation(
             long_running=long_running,
             calls_providers=calls_providers,
             scans_history=scans_history,
+            error_statuses=error_statuses,
         )
         return handler
 

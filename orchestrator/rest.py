@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import URLPattern, path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from agents.authentication import OptionalBearerTokenAuthentication
 from agents.principals import Principal
+from orchestrator.api_docs import error_responses, query_parameters
 from orchestrator.operations import OPERATIONS, Operation, load_operation_modules
 
 
@@ -59,12 +60,8 @@ def view_for(op: Operation) -> type[APIView]:
     if op.method == "POST":
         schema_kwargs["request"] = op.input_model
     else:
-        schema_kwargs["parameters"] = [
-            OpenApiParameter(name=field.alias or name, required=field.is_required(), type=str, location="query")
-            for name, field in op.input_model.model_fields.items()
-            if (field.alias or name) not in op.path_params
-        ]
-    schema_kwargs["responses"] = {200: op.output_model or dict}
+        schema_kwargs["parameters"] = query_parameters(op)
+    schema_kwargs["responses"] = {200: op.output_model or dict, **error_responses(op)}
     attrs: dict[str, Any] = {
         op.method.lower(): extend_schema(**schema_kwargs)(handle),
         "content_negotiation_class": JsonNegotiation,

@@ -89,3 +89,95 @@ def test_every_operation_documents_its_response_and_the_bodies_match(settings, o
         assert model is not None
         model.model_validate(body)
         assert set(body) <= set(model.model_json_schema(by_alias=True)["properties"]), name
+
+
+# --- errors, enums and bounds: the document says what the server does -------------------------------
+
+
+def _schema() -> dict:
+    return Client().get("/api/v1/openapi.json").json()
+
+
+def _error_validator(schema: dict):
+    """A validator of the documented §3 error body, resolving $refs inside the document."""
+    import jsonschema
+
+    document = {**schema["components"]["schemas"]["Error"], "components": schema["components"]}
+    return jsonschema.Draft202012Validator(document)
+
+
+def test_every_operation_documents_its_refusals_with_the_error_body():
+    schema = _schema()
+    error = schema["components"]["schemas"]["Error"]
+    assert error["required"] == ["error", "code"]
+    assert {"field", "retryAfter", "hint", "limitType", "nextAllowedAt"} <= set(error["properties"])
+    # Absent when they do not apply, never null.
+    assert error["properties"]["retryAfter"] == {"type": "integer", "minimum": 0,
+                                                 "description": error["properties"]["retryAfter"]["description"]}
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            responses = operation["responses"]
+            assert {"401", "429"} <= set(responses), (method, path)
+            for status, response in responses.items():
+                if status != "200":
+                    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+                    assert response["description"]
+            if method == "post":
+                assert {"400", "413"} <= set(responses), path
+            if operation.get("security") != [{"bearerAuth": []}, {}]:  # not the public ones
+                assert {"403", "404"} <= set(responses), path
+    send = schema["paths"]["/api/v1/send-message"]["post"]["responses"]
+    provision = schema["paths"]["/api/v1/provision"]["post"]["responses"]
+    assert {"409", "502", "503"} <= set(send) and {"409", "502", "503"} <= set(provision)
+    assert "409" not in schema["paths"]["/api/v1/usage"]["get"]["responses"]
+
+
+def test_query_parameters_carry_the_enums_and_bounds_the_server_enforces():
+    paths = _schema()["paths"]
+
+    def params(path: str) -> dict:
+        return {p["name"]: p["schema"] for p in paths[path]["get"]["parameters"]}
+
+    assert params("/api/v1/usage")["period"] == {"type": "string", "enum": ["today", "week", "month", "all"],
+                                                 "default": "today"}
+    assert params("/api/v1/billing")["period"]["enum"] == ["today", "week", "month", "all"]
+    waiting = params("/api/v1/waiting-messages")
+    assert waiting["limit"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
+    assert waiting["channel"] == {"type": "string", "enum": ["sms", "email", "whatsapp", "line", "voice"]}
+    wait = params("/api/v1/wait-for-message")
+    assert wait["timeoutSeconds"]["maximum"] == 60 and wait["timeoutSeconds"]["minimum"] == 0
+    assert wait["limit"]["maximum"] == 100
+    body = _schema()["components"]["schemas"]
+    send_ref = paths["/api/v1/send-message"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body[send_ref.rsplit("/", 1)[-1]]["properties"]["channel"]["enum"] == ["sms", "email", "whatsapp", "line"]
+
+
+def test_the_servers_refusals_match_the_documented_statuses_and_body(make_agent, settings):
+    settings.DEMO_MODE = True
+    schema = _schema()
+    validator = _error_validator(schema)
+    _agent, token = make_agent("doc-errors")
+    client = Client()
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    refusals = [
+        ("get", "/api/v1/usage", client.get("/api/v1/usage", {"period": "year"}, **auth)),
+        ("get", "/api/v1/waiting-messages", client.get("/api/v1/waiting-messages", {"limit": "501"}, **auth)),
+        ("get", "/api/v1/wait-for-message", client.get("/api/v1/wait-for-message", {"timeoutSeconds": "61"}, **auth)),
+        ("get", "/api/v1/channel-status", client.get("/api/v1/channel-status")),
+        ("get", "/api/v1/channel-status", client.get("/api/v1/channel-status", HTTP_AUTHORIZATION="Bearer agt_nope")),
+        ("get", "/api/v1/channel-status", client.get("/api/v1/channel-status", {"agentId": "someone-else"}, **auth)),
+        ("post", "/api/v1/send-message", client.post("/api/v1/send-message", data={"to": "+14155550123", "body": "x",
+                                                     "channel": "fax"}, content_type="application/json", **auth)),
+        ("post", "/api/v1/send-message", client.post("/api/v1/send-message", data=b"{" + b" " * (1024 * 1024 + 1) + b"}",
+                                                     content_type="application/json", **auth)),
+        ("post", "/api/v1/provision", client.post("/api/v1/provision", data={"displayName": "x", "capabilities": ["sms"]},
+                                                  content_type="application/json", **auth)),
+    ]
+    seen = set()
+    for method, path, response in refusals:
+        documented = schema["paths"][path][method]["responses"]
+        assert str(response.status_code) in documented, (path, response.status_code)
+        body = response.json()
+        assert not list(validator.iter_errors(body)), (path, body)
+        seen.add(response.status_code)
+    assert seen == {400, 401, 403, 413}
