@@ -13,6 +13,24 @@ logger = logging.getLogger(__name__)
 
 ShutdownHook = Callable[[], Awaitable[None]]
 _shutdown_hooks: list[ShutdownHook] = []
+# Run after every shutdown hook, in order; a hook may not return (admin_ui.restart re-executes the process).
+_final_hooks: list[Callable[[], None]] = []
+_started = False
+
+
+def served_with_lifespan() -> bool:
+    """Whether this process's server sent `lifespan.startup` (uvicorn does; daphne and the tests' servers do
+    not), so that it will also send `lifespan.shutdown` when it stops."""
+    return _started
+
+
+def _mark_started() -> None:
+    global _started
+    _started = True
+
+
+def after_shutdown(hook: Callable[[], None]) -> None:
+    _final_hooks.append(hook)
 
 
 def on_shutdown(hook: ShutdownHook) -> None:
@@ -33,8 +51,11 @@ class LifespanApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                _mark_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await run_shutdown_hooks()
+                for final_hook in list(_final_hooks):
+                    final_hook()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/v1/openapi.json", OpenApiView.as_view(), name="openapi"),
     path("api/v1/integration-guide", integration_guide, name="integration-guide"),
     path("api/v1/", include(rest_urlpatterns())),
+    # Before admin.site.urls, whose catch-all would answer these with a login redirect.
+    path("admin/api/", include("admin_ui.urls")),
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels_app.urls")),
 ]
