@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from channels_app import webhooks
+from voice import webhooks as voice_webhooks
 
 urlpatterns = [
     path("<str:agent_id>/sms", webhooks.sms_webhook, name="webhook-sms"),
@@ -12,4 +13,6 @@ urlpatterns = [
     path("<str:agent_id>/email", webhooks.email_webhook, name="webhook-email"),
     path("<str:agent_id>/line", webhooks.line_webhook, name="webhook-line"),
     path("<str:agent_id>/message-status", webhooks.message_status_webhook, name="webhook-message-status"),
+    path("<str:agent_id>/call-status", voice_webhooks.call_status_webhook, name="webhook-call-status"),
+    path("<str:agent_id>/secretary", voice_webhooks.secretary_webhook, name="webhook-secretary"),
 ]

@@ -176,6 +176,7 @@ OPERATION_MODULES: list[str] = [
     "channels_app.ops_messaging",
     "agents.ops_agents",
     "channels_app.ops_inbound",
+    "voice.ops_calls",
 ]
 
 

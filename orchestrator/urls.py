@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from orchestrator import health
 from orchestrator.api_docs import OpenApiView, integration_guide
 from orchestrator.rest import rest_urlpatterns
+from voice.webhooks import voice_audio
 
 urlpatterns = [
     path("health", health.health, name="health"),
@@ -19,6 +20,7 @@ urlpatterns = [
     path("admin/api/", include("admin_ui.urls")),
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels_app.urls")),
+    re_path(r"^media/voice/(?P<token>[A-Za-z0-9_-]{20,64})\.(?P<extension>mp3|wav)$", voice_audio, name="voice-audio"),
 ]
 
 # DEBUG only (it returns nothing otherwise): daphne, unlike runserver, serves no static files, and

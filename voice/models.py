@@ -52,3 +52,25 @@ class Call(models.Model):
 
     def __str__(self) -> str:
         return f"{self.call_sid or self.session_id} {self.direction}"
+
+
+def new_audio_token() -> str:
+    # 256 bits: the URL is the only credential for the audio (Twilio fetches <Play> URLs unauthenticated).
+    return secrets.token_urlsafe(32)
+
+
+class VoiceAudio(models.Model):
+    """Synthesized audio of a voice message, served at an unguessable URL until it expires."""
+
+    token = models.CharField(max_length=64, unique=True, default=new_audio_token)
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="voice_audio")
+    call = models.ForeignKey(Call, on_delete=models.SET_NULL, null=True, blank=True, related_name="audio")
+    content_type = models.CharField(max_length=40)
+    audio = models.BinaryField()
+    size_bytes = models.PositiveIntegerField()
+    duration_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"audio {self.token[:6]}… of {self.agent_id}"

@@ -4,7 +4,8 @@ Quirks: `convert` streams the audio back as an iterator of byte chunks; we join 
 short). Without ELEVENLABS_DEFAULT_VOICE we use the premade "Rachel" voice every account has. The
 multilingual model detects the language itself, so `language` is not sent (passing `language_code` to a
 model that does not support it is an error). ElevenLabs bills characters against a plan rather than
-per request, so cost is the price table's per-1,000-characters estimate.
+per request, so cost is the price table's per-1,000-characters estimate. The MP3 is constant bit rate
+(OUTPUT_FORMAT), so its length in seconds follows from its size.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ PROVIDER = "elevenlabs"
 DEFAULT_VOICE_ID = "21m00Tcm4TlvDq8ikWAM"  # "Rachel", a premade voice available to every account
 MODEL_ID = "eleven_multilingual_v2"
 OUTPUT_FORMAT = "mp3_44100_128"
+OUTPUT_BITS_PER_SECOND = 128_000
 TIMEOUT_SECONDS = 30.0
 
 
@@ -91,6 +93,7 @@ class ElevenLabsTtsProvider:
             voice_id=voice,
             characters=len(text),
             cost=pricing.estimate_tts_cost(len(text)),
+            duration_seconds=len(audio) * 8 / OUTPUT_BITS_PER_SECOND,
         )
 
     def list_voices(self) -> list[Voice]:
