@@ -212,7 +212,7 @@ class TtsAudio:
     voice_id: str
     characters: int
     cost: Decimal | None = None
-    # Known for sandbox audio; None for the provider's MP3 (the caller may measure it).
+    # Known for sandbox audio; from the size of ElevenLabs' constant-bit-rate MP3.
     duration_seconds: float | None = None
 
 

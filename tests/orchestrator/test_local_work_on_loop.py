@@ -158,7 +158,11 @@ def test_the_operations_that_call_providers_say_so() -> None:
     from orchestrator.operations import load_operation_modules
 
     load_operation_modules()
-    assert {op.path for op in OPERATIONS.values() if op.calls_providers} == {"send-message", "provision", "deprovision"}
+    assert {op.path for op in OPERATIONS.values() if op.calls_providers} >= {"send-message", "provision", "deprovision"}
+    voice_out = {"make-call", "call-on-behalf", "send-voice-message", "transfer-call"}
+    assert {op.path for op in OPERATIONS.values() if op.calls_providers} >= voice_out
+    assert not any(op.calls_providers for op in OPERATIONS.values() if op.path in ("calls/<str:callSid>",
+                                                                                   "waiting-messages", "usage"))
     assert {op.path for op in OPERATIONS.values() if op.scans_history} == {"usage", "billing"}
 
 
