@@ -122,3 +122,30 @@ def test_a_demo_call_placed_outside_the_server_still_completes(client, settings)
         time.sleep(0.05)
     assert Call.objects.get(call_sid=placed["callSid"]).status == "completed"
     assert Message.objects.filter(kind="call_outcome").count() == 1
+
+
+async def test_refusals_are_the_same_error_body_over_rest_and_mcp(asgi_server: LiveServer, settings):
+    settings.DEMO_MODE = True
+    _agent, token = await sync_to_async(voice_agent)()
+    cases = [
+        ("comms_transfer_call", "POST", "transfer-call", {"callSid": "CA" + "0" * 32, "to": "+14155550177"}),
+        ("comms_make_call", "POST", "make-call", {"to": TO, "recipientTimezone": etc_zone_at_local_hour(3)}),
+        ("comms_get_call", "GET", "calls/CA" + "0" * 32, {"callSid": "CA" + "0" * 32}),
+    ]
+    async with sse_session(f"{asgi_server.url}/sse?token={token}") as session:
+        for name, method, path, arguments in cases:
+            result = await session.call_tool(name, arguments)
+            async with httpx.AsyncClient(base_url=f"{asgi_server.url}/api/v1/", headers=bearer(token)) as http:
+                if method == "GET":
+                    response = await http.get(path)
+                else:
+                    response = await http.post(path, json=arguments)
+            assert result.is_error and response.status_code in (403, 404)
+            body = dict(result.structured_content or {})
+            if name == "comms_make_call":  # retryAfter counts down between the two calls
+                body.pop("retryAfter"), body.pop("nextAllowedAt")
+                rest = {k: v for k, v in response.json().items() if k not in ("retryAfter", "nextAllowedAt")}
+            else:
+                rest = response.json()
+            assert body == rest, name
+    assert not await sync_to_async(Call.objects.exists)()
