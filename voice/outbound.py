@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -42,7 +42,6 @@ from channels_app.policy import policy_check, policy_reserve
 from channels_app.providers import pricing
 from channels_app.providers.base import (
     CALL_STATUS_RANK,
-    CallResult,
     CallStatusUpdate,
     ProviderError,
     ProviderNotConfigured,
@@ -59,6 +58,7 @@ from voice.models import Call, CallStatus, VoiceAudio
 from voice.selectors import agent_voice_number, call_get_of_agent
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VOICE = "voice"
 OUTBOUND = "outbound"
@@ -118,7 +118,7 @@ class _Opened:
 
 def _call_open(*, agent: Agent, to: str, from_number: str, purpose: str, action: str, cost: Decimal,
                **fields: Any) -> _Opened:
-    """Checks 5 of §6.2 and the record of the call, in one transaction; a refusal leaves no row."""
+    """Check 5 of §6.2 (limits) and the record of the call, in one transaction; a refusal leaves no row."""
     limits = _limits(agent)
     with transaction.atomic():
         call = Call.objects.create(
@@ -148,7 +148,7 @@ def _call_failed(opened: _Opened, *, code: str, detail: str) -> None:
     call.status = CallStatus.FAILED
 
 
-def _guarded(opened: _Opened, action: Callable[[], Any]) -> Any:
+def _guarded(opened: _Opened, action: Callable[[], T]) -> T:
     """Run a provider call for an opened call; a failure marks the call failed and answers as the API does."""
     try:
         return action()
@@ -163,7 +163,7 @@ def _guarded(opened: _Opened, action: Callable[[], Any]) -> Any:
 def _call_place(opened: _Opened, provider: TelephonyProvider, **create: Any) -> Call:
     """Place the opened call with the provider and record its CallSid; in demo mode, simulate its progress."""
     call = opened.call
-    result: CallResult = _guarded(opened, lambda: provider.create_call(
+    result = _guarded(opened, lambda: provider.create_call(
         agent_id=call.agent_id,
         from_number=call.from_address,
         to_number=call.to_address,
