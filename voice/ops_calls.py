@@ -150,6 +150,7 @@ class TransferInput(OperationInput):
 
 @operation(
     path="transfer-call",
+    error_statuses=(409,),  # call_not_live
     calls_providers=True,
     method="POST",
     tool="comms_transfer_call",
