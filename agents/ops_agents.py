@@ -166,13 +166,17 @@ def deprovision_channels(principal: Principal, data: DeprovisionInput) -> dict[s
     return agent_deprovision(agent=agent, release_number=data.release_number)
 
 
+# The counts are PositiveIntegerFields: 2**31 - 1 is the largest every database stores.
+MAX_COUNT_LIMIT = 2_147_483_647
+
+
 class LimitsInput(OperationInput):
-    max_actions_per_minute: int | None = Field(default=None, ge=0)
-    max_actions_per_hour: int | None = Field(default=None, ge=0)
-    max_actions_per_day: int | None = Field(default=None, ge=0)
+    max_actions_per_minute: int | None = Field(default=None, ge=0, le=MAX_COUNT_LIMIT)
+    max_actions_per_hour: int | None = Field(default=None, ge=0, le=MAX_COUNT_LIMIT)
+    max_actions_per_day: int | None = Field(default=None, ge=0, le=MAX_COUNT_LIMIT)
     max_spend_per_day: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=4)
     max_spend_per_month: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=4)
-    max_calls_per_day_same_number: int | None = Field(default=None, ge=0)
+    max_calls_per_day_same_number: int | None = Field(default=None, ge=0, le=MAX_COUNT_LIMIT)
 
 
 class AgentLimitsInput(OperationInput):

@@ -25,7 +25,13 @@ from agents.models import (
     PhoneNumber,
     WhatsAppSender,
 )
-from agents.services import AgentAddresses, agent_create, agent_deactivate, default_email_address
+from agents.services import (
+    AgentAddresses,
+    agent_create,
+    agent_deactivate,
+    agent_id_check_available,
+    default_email_address,
+)
 from channels_app.providers.base import ProviderError, ProviderNotConfigured, PurchasedNumber, webhook_url
 from orchestrator.errors import ApiError
 
@@ -141,8 +147,9 @@ def _demo_whatsapp_sender(number: str | None, country: str) -> None:
 def agent_provision(*, organization: Organization, request: ProvisionRequest) -> dict[str, Any]:
     """Create an agent with the channels asked for; returns the §6.1 provision body (token shown once)."""
     _validate(request)
-    if request.agent_id and Agent.objects.filter(pk=request.agent_id).exists():
-        raise ApiError(409, "agent_exists", f"Agent {request.agent_id!r} already exists.", field="agentId")
+    if request.agent_id:
+        # Before anything is bought, and in the same words whichever organization holds the id.
+        agent_id_check_available(agent_id=request.agent_id)
     wants_whatsapp = "whatsapp" in request.capabilities
     if wants_whatsapp and not settings.DEMO_MODE and not WhatsAppSender.objects.filter(agent__isnull=True).exists():
         # Checked before buying a number: a refusal should not cost a purchase and a release.

@@ -156,8 +156,7 @@ def agent_create(
     phone = validate_e164(addresses.phone, field="phone") if addresses.phone else None
     whatsapp = validate_e164(addresses.whatsapp, field="whatsapp") if addresses.whatsapp else None
     email = validate_email_address(addresses.email, field="email") if addresses.email else None
-    if Agent.objects.filter(pk=agent_id).exists():
-        raise ApiError(409, "agent_exists", f"Agent {agent_id!r} already exists.", field="agentId")
+    agent_id_check_available(agent_id=agent_id)
     callback_secret = new_secret()
     agent = Agent.objects.create(
         id=agent_id,
@@ -187,6 +186,15 @@ def agent_create(
     except IntegrityError:
         raise ApiError(409, "address_in_use", "One of the addresses already belongs to another agent.") from None
     return agent, agent_token_issue(agent=agent, label="initial"), callback_secret
+
+
+def agent_id_check_available(*, agent_id: str) -> None:
+    """409 when the id is taken, in the same words whichever organization holds it (docs/decisions.md)."""
+    if Agent.objects.filter(pk=agent_id).exists():
+        raise ApiError(
+            409, "agent_exists", f"agentId {agent_id!r} is not available: choose another, or leave it out to get a "
+            "generated one.", field="agentId",
+        )
 
 
 def default_email_address(agent_id: str) -> str:

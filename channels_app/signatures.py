@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from svix.webhooks import Webhook, WebhookVerificationError
@@ -105,6 +106,10 @@ def twilio_signature_valid(
     validator = RequestValidator(auth_token)
     algorithm = get_signature_algorithm(signature_settings)
     if isinstance(params, str):
+        # Twilio signs a JSON body only through `bodySHA256` in the URL. Without it the SDK would sign
+        # the body text as if it were a form (and fail with a TypeError on the way): nothing to verify.
+        if "bodySHA256" not in parse_qs(urlsplit(url).query):
+            return False
         return bool(validator.validate(url, params, signature, algorithm=algorithm))
     form = _SignedForm(params)
     # validate() always computes two HMACs, for the URL with and without its port (Twilio signs either).

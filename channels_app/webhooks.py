@@ -7,7 +7,6 @@ retrying, and nothing is processed (contract §8).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ from agents.crypto import decrypt
 from agents.models import Agent, Channel
 from channels_app import inbound, signatures
 from channels_app.providers import resend_email, twilio_sms
-from orchestrator import metrics
+from orchestrator import json_input, metrics
 from orchestrator.compiled import CompiledSelect
 
 logger = logging.getLogger(__name__)
@@ -232,7 +231,7 @@ def line_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
 
 def _json(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        value = json_input.loads(body)
+    except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

@@ -10,7 +10,6 @@ import builtins
 import os
 import secrets
 import stat
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -153,18 +152,16 @@ def redis_channel_layer(url: str) -> dict[str, object]:
     }
 
 
-def ensure_generated_secrets(env_path: Path, env: Env, *, generate_secret_key: bool) -> list[str]:
-    """Write SECRET_KEY and ORCHESTRATOR_TOKEN into `.env` (mode 0600) when absent.
-
-    Returns the names written. They are printed once, on the run that made them.
-    """
+def ensure_generated_secrets(env_path: Path, env: Env) -> dict[str, str]:
+    """Write SECRET_KEY and ORCHESTRATOR_TOKEN into `.env` (mode 0600) when neither the environment
+    nor the file has them; returns what was written (`manage.py init_secrets` shows the token once)."""
     wanted: dict[str, str] = {}
-    if generate_secret_key and not env.optional("SECRET_KEY"):
+    if not env.optional("SECRET_KEY"):
         wanted["SECRET_KEY"] = secrets.token_urlsafe(50)
     if not env.optional("ORCHESTRATOR_TOKEN"):
         wanted["ORCHESTRATOR_TOKEN"] = "orch_" + secrets.token_urlsafe(32)
     if not wanted:
-        return []
+        return {}
     existing = env_path.read_text(encoding="utf-8") if env_path.exists() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"
@@ -181,11 +178,4 @@ def ensure_generated_secrets(env_path: Path, env: Env, *, generate_secret_key: b
         handle.write("".join(lines) + addition)
     os.chmod(env_path, stat.S_IRUSR | stat.S_IWUSR)
     env.file_values.update(wanted)
-    if "ORCHESTRATOR_TOKEN" in wanted:
-        print(
-            f"Generated ORCHESTRATOR_TOKEN into {env_path} (shown once):\n  {wanted['ORCHESTRATOR_TOKEN']}",
-            file=sys.stderr,
-        )
-    if "SECRET_KEY" in wanted:
-        print(f"Generated SECRET_KEY into {env_path}.", file=sys.stderr)
-    return list(wanted)
+    return wanted

@@ -49,6 +49,7 @@ from starlette.types import Message
 from agents.authentication import authenticate_token, bearer_from_header, client_address_from
 from agents.principals import Principal, Role
 from agents.selectors import agent_get_for_principal
+from orchestrator import json_input
 from orchestrator.errors import ApiError
 from orchestrator.lifespan import on_shutdown
 from orchestrator.logging import RedactTokensFilter, redact
@@ -515,7 +516,7 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
 def _tool_call(body: bytes) -> tuple[int | str, str, dict[str, Any] | None] | None:
     """(id, tool name, arguments) of a plain JSON-RPC `tools/call` request; None for anything else."""
     try:
-        message = json.loads(body)
+        message = json_input.loads(body)
     except ValueError:
         return None
     if not isinstance(message, dict) or message.keys() != {"jsonrpc", "id", "method", "params"}:

@@ -13,7 +13,9 @@ from orchestrator.errors import ApiError, json_error
 logger = logging.getLogger(__name__)
 
 DJANGO_ANSWERS = (BadRequest, SuspiciousOperation, PermissionDenied, Http404)
-JSON_PREFIXES = ("/api/", "/admin/api/", "/health", "/webhooks/")
+# Paths machines call: their errors are always §3 JSON. /mcp, /sse and /messages are the MCP gate's
+# (orchestrator.mcp_transport); a near miss such as /mcp/x or /sse/ reaches Django and answers JSON too.
+JSON_PREFIXES = ("/api/", "/admin/api/", "/health", "/webhooks/", "/mcp", "/sse", "/messages")
 
 
 def wants_json_errors(path: str) -> bool:
@@ -42,10 +44,7 @@ class ApiErrorMiddleware:
             return json_error(
                 ApiError(413, "payload_too_large", "Request bodies are limited to 1 MB; send media by URL.")
             )
-        response = self.get_response(request)
-        if wants_json_errors(request.path) and _is_django_error_page(response):
-            return _json_twin(request, response)
-        return response
+        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ApiError):
@@ -58,6 +57,27 @@ class ApiErrorMiddleware:
             logger.exception("Unhandled error on %s", request.path)
             return JsonResponse({"error": "Internal server error.", "code": "internal_error"}, status=500)
         return None
+
+
+class JsonErrorPagesMiddleware:
+    """First in both chains: any HTML error page on a machine path leaves as §3 JSON, whatever DEBUG is.
+
+    Django renders refusals raised before the inner middleware sees the request (a Host header not in
+    ALLOWED_HOSTS, raised by CommonMiddleware) or that no view handles (the URL resolver, require_POST,
+    the CSRF check) as HTML, and with DEBUG as its technical page, which lists settings. Only an
+    outermost middleware sees every one of those responses."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if wants_json_errors(request.path) and _is_django_error_page(response):
+            return _json_twin(request, response)
+        return response
 
 
 # Django's own refusals (URL resolver, require_GET, the CSRF check) render HTML; API clients get §3 JSON.

@@ -30,28 +30,11 @@ class PathDispatcher:
             if path.startswith(prefix):
                 await prefixed_app({**scope, "root_path": scope.get("root_path", "") + prefix[:-1]}, receive, send)
                 return
-        app = self.mounts.get(path, self.default)
-        if app is not self.default and _declared_length(scope) > MAX_BODY_BYTES:
-            # Django's middleware enforces the cap for its own views; mounted apps get it here.
-            await _send_json(send, 413, {"error": "Request bodies are limited to 1 MB.", "code": "payload_too_large"})
-            return
-        await app(scope, receive, send)
+        # The 1 MB body cap is enforced in front of this dispatcher (orchestrator.body_limit).
+        await self.mounts.get(path, self.default)(scope, receive, send)
 
 
-MAX_BODY_BYTES = 1024 * 1024
-
-
-def _declared_length(scope: Scope) -> int:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
-
-
-async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+async def send_json(send: Any, status: int, body: dict[str, Any]) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -106,3 +89,23 @@ def websocket_urlpatterns() -> list[Any]:
 
 
 __all__ = ["ASGIApplication", "PathDispatcher", "http_mounts", "static_prefixes", "websocket_urlpatterns"]
+
+
+class RefuseUnknownSocket:
+    """The last WebSocket route: an upgrade on any path no route serves is refused (HTTP 403) with one
+    log line. Channels' URLRouter would raise instead, and the server log a traceback for every probe."""
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            logger.warning("Refused a WebSocket upgrade on %s: no such route", scope.get("path", ""))
+            await send({"type": "websocket.close", "code": 1008})
+
+
+def websocket_routes() -> list[Any]:
+    """The WebSocket routes, then the refusal of everything else."""
+    from django.urls import re_path
+
+    # Channels routes to ASGI apps; Django's stubs type re_path for views only.
+    refuse: Any = RefuseUnknownSocket()
+    return [*websocket_urlpatterns(), re_path(r"", refuse)]

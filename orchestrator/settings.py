@@ -8,23 +8,22 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from orchestrator.env import Env, database_from_url, ensure_generated_secrets, parse_env_file, redis_channel_layer
+from orchestrator.env import Env, database_from_url, parse_env_file, redis_channel_layer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = Path(os.environ.get("ENV_FILE", str(BASE_DIR / ".env")))
 env = Env(parse_env_file(ENV_FILE))
 
 VERSION: str = "0.1.0"
-DEBUG: bool = env.bool("DEBUG", True)
+# Off unless asked for: Django's debug pages show settings, and `make run` must be safe to expose by
+# mistake. Turn it on for development only (README, "Configuration").
+DEBUG: bool = env.bool("DEBUG", False)
 ENVIRONMENT: str = env.choice("ENVIRONMENT", "development" if DEBUG else "production", ("development", "production", "test"))
 
-# Dev checkouts get their secrets generated on first run; production must bring its own SECRET_KEY.
-if env.bool("GENERATE_SECRETS", True):
-    ensure_generated_secrets(ENV_FILE, env, generate_secret_key=DEBUG)
-_secret_key = env.optional("SECRET_KEY")
-if not _secret_key:
-    raise ImproperlyConfigured("SECRET_KEY is not set: production mode needs it in the environment or .env")
-SECRET_KEY: str = _secret_key
+# Importing settings reads configuration and writes nothing: first-run secrets come from
+# `manage.py init_secrets` (which `make run` calls). A missing SECRET_KEY stops the server at start
+# (orchestrator.asgi) and any command that needs it, with Django's own message.
+SECRET_KEY: str = env.str("SECRET_KEY")
 ORCHESTRATOR_TOKEN: str = env.str("ORCHESTRATOR_TOKEN")
 
 PORT: int = env.int("PORT", 3100, minimum=1, maximum=65535)
@@ -103,6 +102,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First on purpose: it must see the error pages every other middleware renders (see its docstring).
+    "orchestrator.middleware.JsonErrorPagesMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -122,6 +123,8 @@ MIDDLEWARE = [
 # headers, CommonMiddleware's ALLOWED_HOSTS check and Content-Length, and the JSON errors. /admin/ and
 # /admin/api/ (staff sessions with CSRF) keep MIDDLEWARE. Sync-capable middleware only.
 API_MIDDLEWARE = [
+    # First on purpose: it must see the error pages every other middleware renders (see its docstring).
+    "orchestrator.middleware.JsonErrorPagesMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -221,7 +224,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["agents.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["agents.authentication.IsAuthenticatedPrincipal"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["orchestrator.json_input.JsonParser"],
     "EXCEPTION_HANDLER": "orchestrator.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

@@ -8,7 +8,6 @@ import os
 import tempfile
 
 os.environ["ENV_FILE"] = os.path.join(tempfile.gettempdir(), "comms-tests-no-such.env")
-os.environ["GENERATE_SECRETS"] = "false"
 os.environ["SECRET_KEY"] = "test-secret-key-not-for-production"
 os.environ["ORCHESTRATOR_TOKEN"] = "orch_test_orchestrator_token_0123456789"
 os.environ["DEMO_MODE"] = "false"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -79,6 +80,30 @@ def test_it_refuses_an_existing_agent_id(demo, orch):
     orch.post("provision", {"agentId": "dup", "displayName": "A", "capabilities": ["email"]})
     status, body = orch.post("provision", {"agentId": "dup", "displayName": "B", "capabilities": ["email"]})
     assert (status, body["code"]) == (409, "agent_exists")
+
+
+def test_an_agent_id_taken_in_another_org_gets_the_same_answer_as_one_taken_in_ones_own_and_buys_nothing(
+    live_provider_settings, make_org
+):
+    fake = live_provider_settings
+    _, acme = make_org("Acme", "acme")
+    _, globex = make_org("Globex", "globex")
+    request = {"agentId": "sales", "displayName": "Sales", "capabilities": ["sms", "email"]}
+    assert Api(acme).post("provision", request)[0] == 200
+    purchases = len(fake.requests_to("twilio", "POST", r"/IncomingPhoneNumbers\.json$"))
+
+    own = Api(acme).client.post("/api/v1/provision", json.dumps(request), content_type="application/json",
+                                HTTP_AUTHORIZATION=f"Bearer {acme}")
+    other = Api(globex).client.post("/api/v1/provision", json.dumps(request), content_type="application/json",
+                                    HTTP_AUTHORIZATION=f"Bearer {globex}")
+
+    assert (own.status_code, own.content) == (other.status_code, other.content)
+    assert other.status_code == 409 and other.json()["code"] == "agent_exists"
+    assert b"acme" not in other.content.lower()
+    # Refused before anything was bought: no purchase (and release) whose cost or delay tells more.
+    assert len(fake.requests_to("twilio", "POST", r"/IncomingPhoneNumbers\.json$")) == purchases
+    assert fake.requests_to("twilio", "DELETE", r"/IncomingPhoneNumbers/") == []
+    assert Agent.objects.get(pk="sales").organization_id == "acme"
 
 
 def test_it_puts_agents_in_the_org_of_an_org_token_and_in_orgid_for_the_orchestrator(demo, orch, make_org):

@@ -138,7 +138,7 @@ def test_it_generates_missing_secrets_into_a_private_env_file(tmp_path: Path) ->
     env_file.write_text("DEMO_MODE=true")  # no trailing newline: the generated lines must not glue onto it
     env = Env(parse_env_file(env_file), environ={})
 
-    written = ensure_generated_secrets(env_file, env, generate_secret_key=True)
+    written = ensure_generated_secrets(env_file, env)
 
     assert sorted(written) == ["ORCHESTRATOR_TOKEN", "SECRET_KEY"]
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
@@ -154,10 +154,10 @@ def test_it_keeps_existing_secrets_and_writes_only_the_missing_ones(tmp_path: Pa
     env_file.write_text("SECRET_KEY=keep-me\n")
     env = Env(parse_env_file(env_file), environ={})
 
-    assert ensure_generated_secrets(env_file, env, generate_secret_key=True) == ["ORCHESTRATOR_TOKEN"]
+    assert list(ensure_generated_secrets(env_file, env)) == ["ORCHESTRATOR_TOKEN"]
     first = env_file.read_text()
     assert "SECRET_KEY=keep-me\n" in first
-    assert ensure_generated_secrets(env_file, Env(parse_env_file(env_file), environ={}), generate_secret_key=True) == []
+    assert ensure_generated_secrets(env_file, Env(parse_env_file(env_file), environ={})) == {}
     assert env_file.read_text() == first
 
 
@@ -165,7 +165,7 @@ def test_it_fills_empty_placeholders_instead_of_adding_second_lines(tmp_path: Pa
     env_file = tmp_path / ".env"
     env_file.write_text("SECRET_KEY=\nPORT=3100\nORCHESTRATOR_TOKEN=\n")
 
-    ensure_generated_secrets(env_file, Env(parse_env_file(env_file), environ={}), generate_secret_key=True)
+    ensure_generated_secrets(env_file, Env(parse_env_file(env_file), environ={}))
 
     lines = env_file.read_text().splitlines()
     assert [line.split("=")[0] for line in lines] == ["SECRET_KEY", "PORT", "ORCHESTRATOR_TOKEN"]
@@ -178,8 +178,8 @@ def test_it_treats_an_empty_choice_as_the_default() -> None:
 
 def test_it_does_not_write_a_secret_the_process_environment_provides(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env = Env({}, environ={"ORCHESTRATOR_TOKEN": "orch_from_env"})
-    assert ensure_generated_secrets(env_file, env, generate_secret_key=False) == []
+    env = Env({}, environ={"ORCHESTRATOR_TOKEN": "orch_from_env", "SECRET_KEY": "from-env"})
+    assert ensure_generated_secrets(env_file, env) == {}
     assert not env_file.exists()
 
 
@@ -191,7 +191,6 @@ def _import_settings(tmp_path: Path, **overrides: str) -> subprocess.CompletedPr
     }
     environ.update(
         ENV_FILE=str(tmp_path / "absent.env"),
-        GENERATE_SECRETS="false",
         SECRET_KEY="x" * 50,
         DJANGO_SETTINGS_MODULE="orchestrator.settings",
     )
@@ -219,7 +218,7 @@ def test_it_fails_at_start_naming_the_bad_variable(tmp_path: Path, variable: str
 
 
 def test_it_reports_a_bad_value_to_manage_py_users_in_one_line(tmp_path: Path) -> None:
-    environ = {**os.environ, "ENV_FILE": str(tmp_path / "absent.env"), "GENERATE_SECRETS": "false", "PORT": "abc"}
+    environ = {**os.environ, "ENV_FILE": str(tmp_path / "absent.env"), "PORT": "abc"}
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=60
     )
@@ -227,25 +226,58 @@ def test_it_reports_a_bad_value_to_manage_py_users_in_one_line(tmp_path: Path) -
     assert result.stderr.strip() == "Configuration error: PORT must be an integer, got 'abc'"
 
 
-def test_it_fails_at_start_in_production_without_a_secret_key(tmp_path: Path) -> None:
-    result = _import_settings(tmp_path, DEBUG="false", SECRET_KEY="")
+def test_it_fails_at_start_without_a_secret_key(tmp_path: Path) -> None:
+    environ = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    environ.update(ENV_FILE=str(tmp_path / "absent.env"), SECRET_KEY="", DEBUG="false")
+    result = subprocess.run(
+        [sys.executable, "-c", "import orchestrator.asgi"], cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
-    assert "SECRET_KEY is not set" in result.stderr
+    assert "SECRET_KEY is not set: run `manage.py init_secrets`" in result.stderr
 
 
-def test_it_starts_from_a_copy_of_env_example(tmp_path: Path) -> None:
+def test_importing_settings_writes_no_env_file_and_prints_nothing(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text((REPO_ROOT / ".env.example").read_text())
+    before = env_file.read_text()
 
-    result = _import_settings(
-        tmp_path, ENV_FILE=str(env_file), GENERATE_SECRETS="true", SECRET_KEY="", ORCHESTRATOR_TOKEN=""
-    )
+    result = _import_settings(tmp_path, ENV_FILE=str(env_file), SECRET_KEY="", ORCHESTRATOR_TOKEN="", DEBUG="")
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "3100"
+    assert result.stdout.strip() == "3100" and result.stderr == ""
+    assert env_file.read_text() == before
+    absent = tmp_path / "absent.env"
+    assert _import_settings(tmp_path, ENV_FILE=str(absent), SECRET_KEY="", ORCHESTRATOR_TOKEN="").returncode == 0
+    assert not absent.exists()
+
+
+def test_init_secrets_writes_the_first_run_secrets_once_and_shows_the_token(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text((REPO_ROOT / ".env.example").read_text())
+    environ = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    environ.update(ENV_FILE=str(env_file), SECRET_KEY="", ORCHESTRATOR_TOKEN="")
+
+    def init_secrets() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "manage.py", "init_secrets"], cwd=REPO_ROOT, env=environ,
+                              capture_output=True, text=True, timeout=60)
+
+    first = init_secrets()
+    assert first.returncode == 0, first.stderr
     values = parse_env_file(env_file)
-    assert values["ORCHESTRATOR_TOKEN"].startswith("orch_") and values["SECRET_KEY"]
+    assert values["ORCHESTRATOR_TOKEN"].startswith("orch_") and len(values["SECRET_KEY"]) >= 50
+    assert values["ORCHESTRATOR_TOKEN"] in first.stdout and values["SECRET_KEY"] not in first.stdout
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    second = init_secrets()
+    assert second.returncode == 0 and second.stdout == ""
+    assert parse_env_file(env_file) == values
+
+
+def test_debug_is_off_unless_asked_for(tmp_path: Path) -> None:
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG, settings.ENVIRONMENT)"
+    environ = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
+    environ.update(ENV_FILE=str(tmp_path / "absent.env"), DJANGO_SETTINGS_MODULE="orchestrator.settings")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "production"], result.stderr
 
 
 def test_it_documents_every_setting_in_env_example() -> None:

@@ -48,3 +48,49 @@ def test_it_leaves_ordinary_lines_alone() -> None:
     RedactTokensFilter().filter(entry)
     assert entry.getMessage() == "agent agent-a sent 3 messages"
     assert entry.args == ("agent-a", 3)
+
+
+# --- issue 14, item 6: by name (percent-encoded too), by configured value --------------------------
+
+
+def test_it_redacts_a_token_after_percent_encoded_separators() -> None:
+    for line in (f"GET /sse%3Btoken%3D{TOKEN} HTTP/1.1", f"GET /sse%3btoken%3d{TOKEN}", f"/x%26token%3D{TOKEN}",
+                 f"/sse%253Btoken%253D{TOKEN}", f"/sse;token={TOKEN}"):
+        assert TOKEN not in redact(line), line
+        assert TOKEN[4:20] not in redact(line), line
+
+
+def test_it_redacts_secret_parameters_and_headers_by_name_whatever_the_value() -> None:
+    assert redact("/cb?access_token=opaque-value-1&x=1") == "/cb?access_token=[redacted]&x=1"
+    assert redact("GET /x?api_key=k123456&y=2") == "GET /x?api_key=[redacted]&y=2"
+    assert "opaque" not in redact("{'authorization': 'Basic opaque-value', 'host': 'h'}")
+    assert "'host': 'h'" in redact("{'authorization': 'Basic opaque-value', 'host': 'h'}")
+    assert "abc+/=" not in redact("X-Twilio-Signature: abc+/=")
+    assert "opaque" not in redact('{"Authorization": "opaque-value"}')
+    assert "sessionid" not in redact("Cookie: sessionid=s3cr3t")
+
+
+def test_it_redacts_the_configured_secret_values_with_or_without_a_prefix(settings) -> None:
+    settings.ORCHESTRATOR_TOKEN = "orch_Configured-Orchestrator-Value"
+    settings.TWILIO_AUTH_TOKEN = "twilio-auth-token-value-0123"
+    settings.RESEND_API_KEY = "re_resend-key-value-0123"
+    settings.DATABASE_URL = "postgres://app:db-password-value@db:5432/comms"
+    line = ("orch token Configured-Orchestrator-Value, twilio twilio-auth-token-value-0123, resend "
+            "re_resend-key-value-0123, dsn postgres://app:db-password-value@db/x, quoted "
+            "Configured%2DOrchestrator%2DValue")
+    redacted = redact(line)
+    for secret in ("Configured-Orchestrator-Value", "twilio-auth-token-value-0123", "resend-key-value-0123",
+                   "db-password-value"):
+        assert secret not in redacted, redacted
+    assert redacted.startswith("orch token [redacted], twilio [redacted], resend [redacted]")
+
+
+def test_it_redacts_tokens_in_a_logged_traceback() -> None:
+    try:
+        raise RuntimeError(f"request to /cb?token={TOKEN} failed")
+    except RuntimeError:
+        import sys
+
+        entry = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    RedactTokensFilter().filter(entry)
+    assert TOKEN not in logging.Formatter().format(entry)

@@ -93,7 +93,7 @@ async def test_it_holds_the_sessions_idle_clock_while_it_answers(
     from orchestrator.asgi import application
 
     token = await agent_token(make_agent)
-    gate = application.application_mapping["http"].mounts["/mcp"]
+    gate = application.application_mapping["http"].app.mounts["/mcp"]
     async with raw_session(asgi_server.url, token, "2025-11-25") as http:
         (manager,) = gate._managers.values()
         transport = manager._server_instances[http.headers["Mcp-Session-Id"]]

@@ -297,7 +297,7 @@ async def test_it_forgets_a_streamable_http_session_once_it_is_closed(asgi_serve
     from orchestrator.asgi import application
 
     token = await agent_token(make_agent)
-    gate = application.application_mapping["http"].mounts["/mcp"]
+    gate = application.application_mapping["http"].app.mounts["/mcp"]
     earlier = set(gate.http_pins)
     async with streamable_session(f"{asgi_server.url}/mcp", headers=bearer(token)):
         assert len(set(gate.http_pins) - earlier) == 1
