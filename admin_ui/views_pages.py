@@ -26,6 +26,7 @@ from rest_framework.permissions import AllowAny
 from admin_ui.forms import ProvisionForm, wizard_initial, wizard_steps
 from agents.models import DEFAULT_ORG_ID, Organization, StaffMembership
 from agents.provisioning import ProvisionRequest, agent_provision
+from orchestrator import json_input
 from orchestrator.connect import connect_instructions, sse_client_config, streamable_http_client_config
 from orchestrator.errors import ApiError
 from orchestrator.workers import cpu_turn_released
@@ -90,7 +91,7 @@ def setup_check_url(request: HttpRequest) -> JsonResponse:
     if not getattr(request.user, "is_superuser", False):
         return JsonResponse({"error": "Only a superuser may do this.", "code": "forbidden"}, status=403)
     try:
-        url = str(json.loads(request.body or b"{}").get("url") or "").strip()
+        url = str(json_input.loads(request.body or b"{}").get("url") or "").strip()
     except (ValueError, AttributeError):
         return JsonResponse({"error": "The body must be a JSON object.", "code": "invalid_request"}, status=400)
     parts = urlsplit(url)

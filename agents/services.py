@@ -192,7 +192,7 @@ def agent_id_check_available(*, agent_id: str) -> None:
     """409 when the id is taken, in the same words whichever organization holds it (docs/decisions.md)."""
     if Agent.objects.filter(pk=agent_id).exists():
         raise ApiError(
-            409, "agent_exists", f"agentId {agent_id!r} is not available: choose another, or leave it out to get a "
+            409, "agent_exists", f"agentId {agent_id!r} already exists: choose another, or leave it out to get a "
             "generated one.", field="agentId",
         )
 
