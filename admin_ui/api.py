@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from pydantic import BaseModel, Field, StringConstraints
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +17,7 @@ from agents.authentication import IsAuthenticatedPrincipal
 from agents.principals import Principal
 from agents.selectors import agent_get_for_principal
 from agents.services import organization_create
+from orchestrator.api_docs import Error
 from orchestrator.errors import ApiError
 from orchestrator.op_outputs import Output
 from orchestrator.operations import OperationInput, parse_input
@@ -41,9 +42,25 @@ class AdminApiView(APIView):
         return parse_input(model, dict(data))
 
 
-def schema(summary: str, output: type[BaseModel], request: type[BaseModel] | None = None,
-           **extra: Any) -> Any:
-    return extend_schema(summary=summary, request=request, responses={200: output}, tags=["admin"], **extra)
+ADMIN_ERRORS: dict[int, str] = {
+    400: "Invalid input, nothing changed: `invalid_request` (with `field`), `invalid_phone`.",
+    401: "`missing_token` (no token and no staff session), or `invalid_token`.",
+    403: "`forbidden`: an agent token, an org token or staff member on a super-admin route, a staff session "
+         "without a valid CSRF token, or a staff user who belongs to no organization.",
+    404: "`agent_not_found` (unknown or another organization's agent), `not_found` (no org token to show).",
+    409: "`organization_exists`, `sender_exists`.",
+    413: "`payload_too_large`: bodies are limited to 1 MB.",
+    429: "`too_many_auth_failures`, with `retryAfter` and the `Retry-After` header.",
+}
+
+
+def schema(summary: str, output: type[BaseModel], request: type[BaseModel] | None = None, *,
+           post: bool = True, conflicts: bool = False, **extra: Any) -> Any:
+    statuses = [401, 403, 404, 429] + ([400, 413] if post else []) + ([409] if conflicts else [])
+    responses: dict[int, Any] = {200: output}
+    responses |= {status: OpenApiResponse(response=Error, description=ADMIN_ERRORS[status])
+                  for status in sorted(statuses)}
+    return extend_schema(summary=summary, request=request, responses=responses, tags=["admin"], **extra)
 
 
 # --- inputs and outputs (camelCase on the wire) ----------------------------------------------------
@@ -178,7 +195,7 @@ class AdminDashboardOutput(Output):
 
 
 class OrganizationsView(AdminApiView):
-    @schema("Create an organization and its org token (super-admin)", AdminOrganizationOutput, AdminOrganizationInput)
+    @schema("Create an organization and its org token (super-admin)", AdminOrganizationOutput, AdminOrganizationInput, conflicts=True)
     def post(self, request: Request) -> Response:
         services.require_super_admin(self.principal(request))
         data = self.body(request, AdminOrganizationInput)
@@ -187,7 +204,8 @@ class OrganizationsView(AdminApiView):
 
 
 class WhatsAppSendersView(AdminApiView):
-    @schema("Add a WhatsApp sender to the pool (super-admin)", AdminWhatsAppSenderOutput, AdminWhatsAppSenderInput)
+    @schema("Add a WhatsApp sender to the pool (super-admin)", AdminWhatsAppSenderOutput, AdminWhatsAppSenderInput,
+            conflicts=True)
     def post(self, request: Request) -> Response:
         services.require_super_admin(self.principal(request))
         data = self.body(request, AdminWhatsAppSenderInput)
@@ -196,13 +214,13 @@ class WhatsAppSendersView(AdminApiView):
 
 
 class StatusView(AdminApiView):
-    @schema("Which providers are configured (secrets masked) and the server's settings", AdminStatusOutput)
+    @schema("Which providers are configured (secrets masked) and the server's settings", AdminStatusOutput, post=False)
     def get(self, request: Request) -> Response:
         return Response(selectors.settings_status())
 
 
 class DashboardView(AdminApiView):
-    @schema("Agents, volume, costs against limits, failures, provider health and alerts", AdminDashboardOutput)
+    @schema("Agents, volume, costs against limits, failures, provider health and alerts", AdminDashboardOutput, post=False)
     def get(self, request: Request) -> Response:
         return Response(selectors.dashboard_for(self.principal(request)))
 
@@ -253,7 +271,7 @@ class DeployView(AdminApiView):
 
 
 class AgentsView(AdminApiView):
-    @schema("The caller's agents with their addresses, blocked channels and live connection", AdminAgentsOutput)
+    @schema("The caller's agents with their addresses, blocked channels and live connection", AdminAgentsOutput, post=False)
     def get(self, request: Request) -> Response:
         return Response({"agents": selectors.agents_for_admin(self.principal(request))})
 
@@ -269,7 +287,7 @@ class BlockedChannelsView(AdminApiView):
 
 
 class MyTokenView(AdminApiView):
-    @schema("The org token of the caller's organization", AdminTokenOutput, parameters=[
+    @schema("The org token of the caller's organization", AdminTokenOutput, post=False, parameters=[
         OpenApiParameter("orgId", str, required=False, description="Super-admin only: another organization.")])
     def get(self, request: Request) -> Response:
         org_id = services.caller_organization_id(self.principal(request), request.query_params.get("orgId"))
