@@ -102,6 +102,10 @@ class AdminApiKeyInput(OperationInput):
     api_key: NonEmpty
 
 
+class AdminLineCheckInput(OperationInput):
+    channel_access_token: NonEmpty
+
+
 class AdminSaveInput(OperationInput):
     credentials: dict[str, str | bool] = Field(
         description="Setting name → value, e.g. {\"TWILIO_ACCOUNT_SID\": \"AC…\", \"DEMO_MODE\": false}. Known names: "
@@ -247,6 +251,15 @@ class ResendTestView(AdminApiView):
     def post(self, request: Request) -> Response:
         services.require_super_admin(self.principal(request))
         result = services.resend_key_check(api_key=self.body(request, AdminApiKeyInput).api_key)
+        return Response({"success": result.success, "message": result.message})
+
+
+class LineTestView(AdminApiView):
+    @schema("Check a LINE channel access token against LINE (super-admin)", AdminResultOutput, AdminLineCheckInput)
+    def post(self, request: Request) -> Response:
+        services.require_super_admin(self.principal(request))
+        data = self.body(request, AdminLineCheckInput)
+        result = services.line_token_check(channel_access_token=data.channel_access_token)
         return Response({"success": result.success, "message": result.message})
 
 

@@ -193,6 +193,18 @@ def resend_key_check(*, api_key: str) -> CheckResult:
     return _run_check("Resend", check)
 
 
+def line_token_check(*, channel_access_token: str) -> CheckResult:
+    """Fetch the bot's profile with exactly this LINE channel access token."""
+    from channels_app.providers import line
+
+    channel_access_token = _single_line(channel_access_token, "channelAccessToken")
+
+    def check() -> str:
+        return f"LINE accepted this token (bot {line.check_access_token(channel_access_token)!r})."
+
+    return _run_check("LINE", check)
+
+
 # --- settings: save to .env, deploy ---------------------------------------------------------------
 
 

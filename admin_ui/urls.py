@@ -23,6 +23,7 @@ urlpatterns = [
     path("test/twilio", api.TwilioTestView.as_view(), name="admin-api-test-twilio"),
     path("test/elevenlabs", api.ElevenLabsTestView.as_view(), name="admin-api-test-elevenlabs"),
     path("test/resend", api.ResendTestView.as_view(), name="admin-api-test-resend"),
+    path("test/line", api.LineTestView.as_view(), name="admin-api-test-line"),
     path("save", api.SaveView.as_view(), name="admin-api-save"),
     path("deploy", api.DeployView.as_view(), name="admin-api-deploy"),
     path("agents", api.AgentsView.as_view(), name="admin-api-agents"),

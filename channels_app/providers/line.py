@@ -142,3 +142,9 @@ def is_configured() -> bool:
 
 def readiness_check() -> None:
     LineMessagingProvider(settings.LINE_CHANNEL_ACCESS_TOKEN or "").bot_info()
+
+
+def check_access_token(access_token: str) -> str:
+    """Fetch the bot's profile with an explicit channel access token (the admin's credential test); returns
+    the bot's display name."""
+    return LineMessagingProvider(access_token).bot_info().display_name

@@ -22,6 +22,7 @@ SUPER_ONLY_WRITES = [
     ("/admin/api/test/twilio", {"accountSid": "AC" + "0" * 32, "authToken": "x"}),
     ("/admin/api/test/elevenlabs", {"apiKey": "x"}),
     ("/admin/api/test/resend", {"apiKey": "x"}),
+    ("/admin/api/test/line", {"channelAccessToken": "x"}),
 ]
 
 

@@ -11,6 +11,7 @@ from django.test import Client
 from tests.admin_ui.conftest import bearer
 from tests.fake_providers import (
     ELEVENLABS_API_KEY,
+    LINE_CHANNEL_ACCESS_TOKEN,
     RESEND_API_KEY,
     TWILIO_ACCOUNT_SID,
     TWILIO_AUTH_TOKEN,
@@ -26,6 +27,8 @@ def fake(settings: Any, fake_providers: FakeProviders) -> FakeProviders:
     settings.TWILIO_API_BASE_URL = fake_providers.base_url("twilio")
     settings.RESEND_API_BASE_URL = fake_providers.base_url("resend")
     settings.ELEVENLABS_API_BASE_URL = fake_providers.base_url("elevenlabs")
+    settings.LINE_API_BASE_URL = fake_providers.base_url("line")
+    settings.LINE_CHANNEL_ACCESS_TOKEN = None
     settings.TWILIO_ACCOUNT_SID = settings.TWILIO_AUTH_TOKEN = None
     settings.RESEND_API_KEY = settings.ELEVENLABS_API_KEY = None
     return fake_providers
@@ -120,3 +123,22 @@ def test_resend_checks_exactly_the_given_key(client: Client, orchestrator_token:
 
     missing = check(client, orchestrator_token, "resend", {"apiKey": ""})
     assert (missing.status_code, missing.json()["field"]) == (400, "apiKey")
+
+
+def test_line_checks_exactly_the_given_channel_access_token(client: Client, orchestrator_token: str,
+                                                            fake: FakeProviders) -> None:
+    accepted = check(client, orchestrator_token, "line", {"channelAccessToken": LINE_CHANNEL_ACCESS_TOKEN})
+    assert accepted.json() == {"success": True, "message": "LINE accepted this token (bot 'Fake LINE bot')."}
+    request = fake.last("line")
+    assert (request.method, request.path, request.bearer) == ("GET", "/v2/bot/info", LINE_CHANNEL_ACCESS_TOKEN)
+
+    rejected = check(client, orchestrator_token, "line", {"channelAccessToken": "typed-wrong-line-token"})
+    assert rejected.status_code == 200
+    assert rejected.json()["success"] is False
+    assert "refused these credentials" in rejected.json()["message"]
+    assert "typed-wrong-line-token" not in rejected.content.decode()
+    assert fake.last("line").bearer == "typed-wrong-line-token"
+
+    missing = check(client, orchestrator_token, "line", {})
+    assert (missing.status_code, missing.json()["field"]) == (400, "channelAccessToken")
+    assert len(fake.requests_to("line")) == 2
