@@ -111,3 +111,118 @@ async def test_the_agent_change_form_blocks_a_channel_with_a_checkbox(
     agent = await sync_to_async(Agent.objects.get)(pk="bot")
     assert agent.blocked_channels == ["voice", "whatsapp"]
     assert errors == []
+
+
+def _dashboard_data(make_agent: Any) -> str:
+    """An agent with three demo-mode sends, one failed delivery and one opt-out."""
+    from agents.models import OptOut
+    from agents.services import AgentAddresses
+    from channels_app.models import Message
+    from tests.ops_helpers import Api
+
+    agent, token = make_agent("agent-a", addresses=AgentAddresses(phone="+12025550100", email="agent-a@agents.example.com"))
+    for n in range(3):
+        status, body = Api(token).post("send-message", {"to": f"+1415555012{n}", "body": f"hello {n}"})
+        assert status == 200, body
+    Message.objects.create(agent=agent, organization=agent.organization, direction="outbound", channel="sms",
+                           from_address="+12025550100", to_address="+14155550199", status="failed",
+                           error_code="30006", error_message="Landline or unreachable carrier")
+    OptOut.objects.create(agent=agent, channel="sms", contact="+14155550188", keyword="STOP")
+    return token
+
+
+async def test_the_dashboard_draws_its_charts_from_the_admin_api_and_refreshes_in_place(
+    browser: BrowserThread, admin_server: LiveServer, make_agent: Any, settings: Any, monkeypatch: Any
+):
+    from admin_ui import views_pages
+
+    settings.DEMO_MODE = True
+    monkeypatch.setattr(views_pages, "DASHBOARD_REFRESH_SECONDS", 1)
+    token = await sync_to_async(_dashboard_data)(make_agent)
+    await create_superuser()
+
+    def first_look(chromium: Any) -> tuple[Tab, dict[str, Any]]:
+        tab = open_tab(chromium, admin_server.url)
+        log_in(tab, "root", "/admin/dashboard")
+        page = tab.page
+        page.wait_for_selector('#ops-volume-chart rect.ops-bar[data-series="sent"][data-value="4"]', state="attached")
+        page.evaluate("window.stillTheSamePage = true")
+        screenshot(tab, "dashboard")
+        bars = page.eval_on_selector_all(
+            "svg rect.ops-bar",
+            "rects => rects.map(r => [r.closest('svg').dataset.chart, r.dataset.series, r.dataset.label, "
+            "Number(r.dataset.value), r.dataset.limit ?? null])",
+        )
+        return tab, {
+            "bars": bars,
+            "alerts": page.inner_text("#ops-alert-list"),
+            "failures": page.inner_text("#ops-failures"),
+            "optouts": page.inner_text("#ops-optouts"),
+            "agents": page.inner_text("#ops-agents"),
+            "services": page.inner_text("#ops-services"),
+        }
+
+    tab, seen = await browser.run(first_look, browser.browser)
+    try:
+        volume = {(series, value) for chart, series, _label, value, _limit in seen["bars"] if chart == "volume"}
+        assert {("sent", 4), ("failed", 1)} <= volume
+        spend = {label: (value, limit) for chart, _series, label, value, limit in seen["bars"] if chart == "limits"}
+        today_value, today_limit = spend["agent-a today"]
+        assert today_value > 0 and float(today_limit) == 50
+        assert float(spend["agent-a month"][1]) == 500
+        assert "org default today" in spend
+        assert "30006" in seen["failures"] and "+14155550199" in seen["failures"]
+        assert "sms" in seen["optouts"]
+        assert "agent-a" in seen["agents"] and "offline" in seen["agents"]
+        assert "twilio" in seen["services"] and "resend" in seen["services"]
+
+        # A fourth send shows up on the next refresh, without reloading the page.
+        from tests.ops_helpers import Api
+
+        await sync_to_async(Api(token).post)("send-message", {"to": "+14155550130", "body": "one more"})
+
+        def second_look(_: Any) -> bool:
+            tab.page.wait_for_selector('#ops-volume-chart rect.ops-bar[data-series="sent"][data-value="5"]',
+                                       state="attached")
+            return bool(tab.page.evaluate("window.stillTheSamePage === true"))
+
+        assert await browser.run(second_look, None)
+        assert tab.errors == []
+    finally:
+        await browser.run(tab.close)
+
+
+async def test_the_agent_list_toggles_a_blocked_channel_through_the_admin_api(
+    browser: BrowserThread, admin_server: LiveServer, make_agent: Any
+):
+    await sync_to_async(make_agent)("bot")
+    await create_superuser()
+
+    def scenario(chromium: Any) -> dict[str, Any]:
+        tab = open_tab(chromium, admin_server.url)
+        try:
+            log_in(tab, "root", "/admin/agents/agent/")
+            row = tab.page.locator('.ops-blocked[data-agent="bot"]')
+            row.locator('input[value="sms"]').check()
+            tab.page.wait_for_selector('.ops-blocked[data-agent="bot"][data-saved="1"]', state="attached")
+            after_sms = row.get_attribute("data-blocked")
+            row.locator('input[value="*"]').check()
+            tab.page.wait_for_selector('.ops-blocked[data-agent="bot"][data-saved="2"]', state="attached")
+            screenshot(tab, "agent-list-toggles")
+            return {
+                "after_sms": after_sms,
+                "voice_disabled": row.locator('input[value="voice"]').is_disabled(),
+                "voice_checked": row.locator('input[value="voice"]').is_checked(),
+                "status": row.locator(".ops-toggle-status").inner_text(),
+                "errors": tab.errors,
+            }
+        finally:
+            tab.close()
+
+    seen = await browser.run(scenario, browser.browser)
+    assert seen["after_sms"] == '["sms"]'
+    assert seen["voice_checked"] and seen["voice_disabled"]  # "All" ticks and locks the rest
+    assert seen["status"] == "saved"
+    agent = await sync_to_async(Agent.objects.get)(pk="bot")
+    assert agent.blocked_channels == ["*"]
+    assert seen["errors"] == []

@@ -104,13 +104,13 @@
       var y = top + i * rowH;
       var value = Number(row.value) || 0;
       var limit = row.limit === null || row.limit === undefined ? null : Number(row.limit);
-      var scale = limit && limit > 0 ? limit : niceMax(value);
-      var ratio = scale > 0 ? Math.min(value / scale, 1) : 0;
-      var level = limit === null ? "" : value >= limit ? " ops-over" : value >= 0.8 * limit ? " ops-near" : "";
+      // Without a cap there is nothing to measure against: the bar stays empty and the text says so.
+      var ratio = limit && limit > 0 ? Math.min(value / limit, 1) : 0;
+      var level = limit === null ? " ops-uncapped" : value >= limit ? " ops-over" : value >= 0.8 * limit ? " ops-near" : "";
       svg.appendChild(el("text", {x: left - 8, y: y + 16, "text-anchor": "end", "class": "ops-axis"}, row.label));
       svg.appendChild(el("rect", {x: left, y: y + 4, width: plotW, height: rowH - 10, "class": "ops-track"}));
       var bar = el("rect", {
-        x: left, y: y + 4, width: Math.max(plotW * ratio, value > 0 ? 1 : 0), height: rowH - 10,
+        x: left, y: y + 4, width: Math.max(plotW * ratio, value > 0 && limit !== null ? 1 : 0), height: rowH - 10,
         "class": "ops-bar ops-spend" + level + " " + (row.cls || ""),
         "data-series": row.series || "spend", "data-label": row.label, "data-value": value,
         "data-limit": limit === null ? "" : limit

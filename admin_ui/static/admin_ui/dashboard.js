@@ -6,7 +6,7 @@
   var root = document.querySelector(".ops-dashboard");
   if (!root) return;
   var url = root.getAttribute("data-url");
-  var refreshMs = Math.max(5, Number(root.getAttribute("data-refresh-seconds")) || 15) * 1000;
+  var refreshMs = Math.max(1, Number(root.getAttribute("data-refresh-seconds")) || 15) * 1000;
 
   function text(value) {
     return value === null || value === undefined ? "" : String(value);
@@ -16,6 +16,11 @@
     if (value === null || value === undefined || value === "") return "–";
     var n = Number(value);
     return isNaN(n) ? text(value) : "$" + n.toFixed(2);
+  }
+
+  function when(iso) {
+    var date = iso ? new Date(iso) : null;
+    return date && !isNaN(date.getTime()) ? date.toLocaleString() : text(iso);
   }
 
   function cell(row, content, cls) {
@@ -169,7 +174,7 @@
       },
       function (tr, s) {
         var e = s.lastError;
-        cell(tr, e ? e.at + ": " + (e.message || e.code) + (e.code ? " (" + e.code + ")" : "") : "none");
+        cell(tr, e ? when(e.at) + ": " + (e.message || e.code) + (e.code ? " (" + e.code + ")" : "") : "none");
       }
     ], "No providers.");
   }
@@ -178,7 +183,7 @@
     var failures = data.deliveryFailures || {};
     document.getElementById("ops-failure-count").textContent = text(failures.count || 0);
     fillTable("ops-failures", failures.recent, [
-      function (tr, f) { cell(tr, f.createdAt); },
+      function (tr, f) { cell(tr, when(f.createdAt)); },
       function (tr, f) { cell(tr, f.agentId); },
       function (tr, f) { cell(tr, f.channel); },
       function (tr, f) { cell(tr, f.to); },

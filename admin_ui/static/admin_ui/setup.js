@@ -84,7 +84,7 @@
     keys.forEach(function (key) {
       var input = root.querySelector('[name="' + key + '"]');
       var li = document.createElement("li");
-      var shown = input.type === "password" ? credentials[key].slice(0, 4) + "…" : credentials[key];
+      var shown = input.type === "password" ? "•••• (" + credentials[key].length + " characters)" : credentials[key];
       li.textContent = key + " = " + shown;
       list.appendChild(li);
     });
