@@ -13,21 +13,12 @@ from django.utils import timezone
 from agents.crypto import token_digest
 from agents.models import Agent, AgentStatus, AgentToken, AuthFailureWindow, Organization, OrgToken
 from agents.principals import Principal, Role
-from orchestrator.compiled import CompiledSelect
+from orchestrator import sql
 from orchestrator.errors import ApiError
 
 AGENT_TOKEN_PREFIX = "agt_"
 ORG_TOKEN_PREFIX = "org_"
 
-# digest is unique: a slice needs no ORDER BY, and the deprovisioned check is done on the loaded agent
-# rather than as an exclude() over the join. Compiled once (orchestrator.compiled): building this
-# ~80-column join was most of the CPU of authenticating a request.
-_LIVE_AGENT_TOKEN: CompiledSelect[AgentToken] = CompiledSelect(
-    lambda digest: AgentToken.objects.select_related("agent__organization", "agent__limits").filter(
-        digest=digest, revoked_at__isnull=True
-    )[:1]
-)
-_LIVE_ORG_TOKEN: CompiledSelect[OrgToken] = CompiledSelect(lambda digest: OrgToken.objects.filter(digest=digest, revoked_at__isnull=True)[:1])
 
 
 def principal_from_token(raw_token: str) -> Principal | None:
@@ -49,7 +40,7 @@ def principal_and_agent_from_token(raw_token: str) -> tuple[Principal | None, Ag
         return Principal(role=Role.SUPER_ADMIN), None
     digest = token_digest(token)
     if token.startswith(AGENT_TOKEN_PREFIX):
-        agent_token = _LIVE_AGENT_TOKEN.first(digest=digest)
+        agent_token = sql.live_agent_token(digest)
         if (
             agent_token is None
             or agent_token.agent.status == AgentStatus.DEPROVISIONED
@@ -65,7 +56,7 @@ def principal_and_agent_from_token(raw_token: str) -> tuple[Principal | None, Ag
         )
         return principal, agent_token.agent
     if token.startswith(ORG_TOKEN_PREFIX):
-        org_token = _LIVE_ORG_TOKEN.first(digest=digest)
+        org_token = sql.live_org_token(digest)
         if org_token is None or not hmac.compare_digest(org_token.digest, digest):
             return None, None
         _touch_last_used(OrgToken, org_token.pk, org_token.last_used_at)
@@ -116,25 +107,12 @@ def agents_visible_to(principal: Principal) -> QuerySet[Agent]:
     return agents.filter(pk=principal.agent_id)
 
 
-# The agent an operation acts on, with what the send path reads of it (organization, limits), scoped as
-# agents_visible_to scopes it; compiled once per scope (orchestrator.compiled): MCP tool calls read it
-# on every call.
-_AGENT_BY_ID: CompiledSelect[Agent] = CompiledSelect(
-    lambda agent_id: Agent.objects.select_related("organization", "limits").filter(pk=agent_id)[:1]
-)
-_AGENT_BY_ID_IN_ORG: CompiledSelect[Agent] = CompiledSelect(
-    lambda agent_id, org_id: Agent.objects.select_related("organization", "limits").filter(
-        pk=agent_id, organization_id=org_id
-    )[:1]
-)
-
-
 def _agent_visible_to(principal: Principal, agent_id: str) -> Agent | None:
     if principal.role is Role.ORG_ADMIN:
-        return _AGENT_BY_ID_IN_ORG.first(agent_id=agent_id, org_id=principal.org_id or "")
+        return sql.agent_with_limits(agent_id, organization_id=principal.org_id or "")
     if principal.role is Role.AGENT and agent_id != principal.agent_id:
         return None
-    return _AGENT_BY_ID.first(agent_id=agent_id)
+    return sql.agent_with_limits(agent_id)
 
 
 def agent_get_for_principal(principal: Principal, agent_id: str, *, allow_deprovisioned: bool = False) -> Agent:

@@ -23,8 +23,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from agents.models import Agent, AgentLimits, Consent, ConsentType, OptOut, Organization, UsageBucket, UsageRecord
-from orchestrator import metrics
-from orchestrator.compiled import CompiledInsert, CompiledSelect, CompiledUpdate
+from orchestrator import metrics, sql
 from orchestrator.errors import ApiError
 
 Scope = UsageBucket.Scope
@@ -175,20 +174,6 @@ def _known_key(specs: list[BucketSpec]) -> tuple[str, ...]:
     return tuple(f"{spec.scope}:{spec.scope_id}" for spec in specs)
 
 
-# The two statements of every reservation, compiled once (orchestrator.compiled); see _rows_by_ident
-# for the lock order.
-_LOCK_BUCKETS_BY_ID: CompiledSelect[UsageBucket] = CompiledSelect(
-    lambda ids: UsageBucket.objects.filter(pk__in=ids)
-    .select_for_update()
-    .order_by("pk")
-    .values_list("pk", "scope", "scope_id", "window", "window_start", "actions", "spend")
-)
-_INSERT_USAGE_RECORD = CompiledInsert(UsageRecord)
-_COUNT_IN_BUCKETS = CompiledUpdate(
-    lambda ids, cost: (UsageBucket.objects.filter(pk__in=ids), {"actions": F("actions") + 1, "spend": F("spend") + cost})
-)
-
-
 def _lock_known_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, datetime], _BucketRow] | None:
     """The rows of `specs`, locked, when this process knows their ids; None when it does not."""
     known = _KNOWN_BUCKETS.get(_known_key(specs))
@@ -197,7 +182,7 @@ def _lock_known_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, da
     wanted = {spec.ident for spec in specs}
     rows = {
         (scope, scope_id, window, start): _BucketRow(pk, actions, spend)
-        for pk, scope, scope_id, window, start, actions, spend in _LOCK_BUCKETS_BY_ID.rows(ids=known[1])
+        for pk, scope, scope_id, window, start, actions, spend in sql.usage_buckets_locked(known[1])
         if (scope, scope_id, window, start) in wanted
     }
     return rows if len(rows) == len(specs) else None
@@ -306,7 +291,7 @@ def usage_reserve(
         if _refuses(spec, rows[spec.ident], cost):
             raise _refusal(spec, rows[spec.ident], cost, now)
     ids = tuple(sorted(row.pk for row in rows.values()))
-    _COUNT_IN_BUCKETS.execute(ids=ids, cost=cost)
+    sql.usage_buckets_count(ids, cost)  # every reservation's two statements are plain SQL (orchestrator.sql)
     return Reservation(spend=cost, bucket_ids=ids)
 
 
@@ -324,7 +309,7 @@ def usage_record_create(*, agent: Agent, action_type: str, channel: str, cost: D
         provider_cost=cost,
         reference=reference,
     )
-    return _INSERT_USAGE_RECORD.insert(record).pk
+    return sql.insert(record).pk
 
 
 @transaction.atomic(savepoint=False)  # inside the caller's transaction, no savepoint round trips

@@ -49,7 +49,7 @@ from agents.crypto import decrypt
 from agents.models import AgentStatus
 from channels_app.models import Direction, Message, MessageKind
 from channels_app.selectors import waiting_message_object
-from orchestrator.compiled import CompiledUpdate
+from orchestrator import sql
 from orchestrator.workers import calling_event_loop, loop_work_first, run_blocking, run_local
 
 logger = logging.getLogger(__name__)
@@ -381,33 +381,20 @@ async def _push_claimed(message: Message) -> bool:
     return sent
 
 
-def _mark_pushed_statement(erase: bool) -> CompiledUpdate:
-    return CompiledUpdate(
-        lambda ids, now: (
-            Message.objects.filter(pk__in=ids, delivered_at__isnull=True, delivered_via=VIA_MCP),
-            {"delivered_at": now, "next_callback_at": None, **({"body": None, "html": None} if erase else {})},
-        )
-    )
-
-
-# Every push ends in this statement; built by the ORM on each call it cost more CPU than the rest of the
-# push (compiling the query, not running it). Keyed by whether bodies are erased (_erased_fields).
-_MARK_PUSHED = {True: _mark_pushed_statement(True), False: _mark_pushed_statement(False)}
-# Batches are padded to a power of two (a repeated id matches its row once), so each statement has at
-# most seven compiled shapes; longer batches go in several statements.
-_MARK_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+# Every push ends in this statement (plain SQL, orchestrator.sql): built by the ORM on each call it cost
+# more CPU than the rest of the push. Longer batches go in several statements.
+_MARK_BATCH_SIZE = 64
 
 
 def messages_mark_pushed(*, message_ids: list[str]) -> int:
     """message_mark_delivered for several pushed rows in one write transaction."""
-    statement = _MARK_PUSHED[bool(_erased_fields())]
+    erase_bodies = bool(_erased_fields())
     now = timezone.now()
 
     def mark(batch: list[str]) -> int:
-        size = next(size for size in _MARK_BATCH_SIZES if size >= len(batch))
-        return statement.execute(ids=batch + [batch[-1]] * (size - len(batch)), now=now)
+        return sql.messages_mark_pushed(ids=batch, now=now, via=VIA_MCP, erase_bodies=erase_bodies)
 
-    largest = _MARK_BATCH_SIZES[-1]
+    largest = _MARK_BATCH_SIZE
     if len(message_ids) <= largest:
         return mark(message_ids) if message_ids else 0
     with transaction.atomic():

@@ -37,22 +37,16 @@ import phonenumbers
 from django.utils import timezone
 from phonenumbers import timezone as phone_timezones
 
-from agents.models import Agent, AgentLimits, AgentStatus, OptOut
+from agents.models import Agent, AgentLimits, AgentStatus
 from agents.usage import Reservation, opt_out_channels, usage_reserve
 from channels_app.models import Direction, Message
-from orchestrator.compiled import CompiledSelect
+from orchestrator import sql
 from orchestrator.errors import ApiError
 
 # Channels that ring a phone: quiet hours apply to them only (contract §6.2).
 QUIET_HOURS_CHANNELS = frozenset({"voice"})
 WHATSAPP_WINDOW = timedelta(hours=24)
 
-# Read on every send; compiled once (orchestrator.compiled).
-_OPT_OUT: CompiledSelect[OptOut] = CompiledSelect(
-    lambda agent_id, channels, contact: OptOut.objects.filter(
-        agent_id=agent_id, channel__in=channels, contact=contact
-    ).values_list("pk")[:1]
-)
 
 
 def policy_check(
@@ -65,7 +59,7 @@ def policy_check(
     if agent.is_channel_blocked(channel):
         raise ApiError(403, "channel_blocked", f"The {channel} channel is blocked for this agent.",
                        hint="An org admin can unblock it with POST /admin/api/agents/<agentId>/blocked-channels.")
-    if _OPT_OUT.rows(agent_id=agent.pk, channels=opt_out_channels(channel), contact=to):
+    if sql.opted_out(agent.pk, opt_out_channels(channel), to):  # read on every send: plain SQL
         raise ApiError(403, "opted_out", f"{to} has opted out of messages from this agent on {channel}.",
                        hint="The contact can opt back in by replying START.")
     if channel in QUIET_HOURS_CHANNELS:

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.crypto import decrypt
-from agents.models import AddressKind, Agent, AgentLimits, ChannelAddress
+from agents.models import AddressKind, Agent, AgentLimits
 from agents.services import default_email_address
 from agents.usage import Reservation, opt_out_record, usage_record_create, usage_release, usage_reprice
 from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
@@ -32,8 +32,7 @@ from channels_app.providers.base import (
     ProviderNotConfigured,
     SendResult,
 )
-from orchestrator import metrics
-from orchestrator.compiled import CompiledInsert, CompiledSelect, CompiledUpdate
+from orchestrator import metrics, sql
 from orchestrator.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -107,28 +106,13 @@ def _validate(request: SendRequest) -> SendRequest:
     return SendRequest(**{**request.__dict__, "to": to})
 
 
-# Statements of every send, compiled once (orchestrator.compiled).
-_SENDER_ADDRESS: CompiledSelect[ChannelAddress] = CompiledSelect(
-    lambda agent_id, kind: ChannelAddress.objects.filter(agent_id=agent_id, kind=kind, released_at__isnull=True)
-    .order_by("pk")
-    .values_list("address")[:1]
-)
-_INSERT_MESSAGE = CompiledInsert(Message)
-_MESSAGE_SENT = CompiledUpdate(
-    lambda message_id, status, external_id, cost, provider, updated_at: (
-        Message.objects.filter(pk=message_id),
-        {"status": status, "external_id": external_id, "cost": cost, "provider": provider, "updated_at": updated_at},
-    )
-)
-
-
 def sender_address(agent: Agent, channel: str) -> str:
     """The agent's own address on the channel (its number, WhatsApp sender, email, LINE bot)."""
     if channel == "line":
         return agent.pk
-    found = _SENDER_ADDRESS.rows(agent_id=agent.pk, kind=SENDER_KIND[channel])
-    if found and found[0][0]:
-        return str(found[0][0])
+    found = sql.sender_address(agent.pk, SENDER_KIND[channel])
+    if found:
+        return found
     if channel == "email":
         return default_email_address(agent.pk)
     raise ApiError(400, "channel_not_provisioned", f"Agent {agent.pk!r} has no {channel} number.",
@@ -177,7 +161,7 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         with transaction.atomic():
             # The rows first, the limit counters last: on PostgreSQL the counters' row locks (shared by every
             # send of the agent and of its organization) are then held only until the commit just after.
-            message = _INSERT_MESSAGE.insert(Message(
+            message = sql.insert(Message(
                 agent=agent,
                 organization_id=agent.organization_id,
                 direction=Direction.OUTBOUND,
@@ -248,14 +232,16 @@ def _record_refusal(message: Message, reservation: Reservation, record_id: int, 
 def _record_sent(message: Message, reservation: Reservation, record_id: int, result: SendResult) -> dict[str, Any]:
     status = result.status if result.status in MessageStatus.values else MessageStatus.QUEUED
     cost = result.cost if result.cost is not None else reservation.spend
-    values = {"message_id": message.pk, "status": status, "external_id": result.external_id, "cost": cost,
-              "provider": result.provider, "updated_at": timezone.now()}
+    def record() -> None:
+        sql.message_sent(message_id=message.pk, status=status, external_id=result.external_id, cost=cost,
+                         provider=result.provider, updated_at=timezone.now())
+
     if cost == reservation.spend:
         # The usage record and counters written with the reservation already hold this cost: one statement.
-        _MESSAGE_SENT.execute(**values)
+        record()
     else:
         with transaction.atomic():
-            _MESSAGE_SENT.execute(**values)
+            record()
             usage_reprice(reservation=reservation, record_id=record_id, cost=cost)
     metrics.labelled(metrics.MESSAGES_SENT, channel=message.channel).inc()
     message.status, message.external_id, message.cost = status, result.external_id, cost

@@ -23,8 +23,7 @@ from agents.crypto import decrypt
 from agents.models import Agent, Channel
 from channels_app import inbound, signatures
 from channels_app.providers import resend_email, twilio_sms
-from orchestrator import json_input, metrics
-from orchestrator.compiled import CompiledSelect
+from orchestrator import json_input, metrics, sql
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +37,10 @@ View = Callable[[HttpRequest, str], HttpResponse]
 WEBHOOK_AGENT_FIELDS = ("id", "organization_id", "display_name", "status", "blocked_channels", "callback_url")
 
 
-# One compiled statement (orchestrator.compiled) per set of extra fields: building the query cost
-# more CPU than the rest of a webhook's reads and writes together.
-_WEBHOOK_AGENT_READS: dict[tuple[str, ...], CompiledSelect[Agent]] = {}
-
-
 def _agent(agent_id: str, *extra_fields: str) -> Agent | None:
-    statement = _WEBHOOK_AGENT_READS.get(extra_fields)
-    if statement is None:
-        fields = (*WEBHOOK_AGENT_FIELDS, *extra_fields)
-        statement = CompiledSelect(lambda agent_id: Agent.objects.only(*fields).filter(pk=agent_id)[:1])
-        _WEBHOOK_AGENT_READS[extra_fields] = statement
-    return statement.first(agent_id=agent_id)
+    # Plain SQL (orchestrator.sql): building the query cost more CPU than the rest of a webhook's reads
+    # and writes together.
+    return sql.agent_only(agent_id, (*WEBHOOK_AGENT_FIELDS, *extra_fields))
 
 
 def _count(kind: str, outcome: str) -> None:

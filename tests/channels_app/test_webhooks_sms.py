@@ -372,13 +372,13 @@ def test_it_counts_each_webhook_once_by_its_outcome_and_each_stored_message(clie
 def insert_spy(monkeypatch):
     """Whether each message insert ran inside a transaction."""
     in_transaction: list[bool] = []
-    insert = inbound._INSERT_MESSAGE.insert
+    insert = inbound.sql.insert
 
     def spying(message: Message) -> Message:
         in_transaction.append(connection.in_atomic_block)
         return insert(message)
 
-    monkeypatch.setattr(inbound._INSERT_MESSAGE, "insert", spying)
+    monkeypatch.setattr(inbound.sql, "insert", spying)
     return in_transaction
 
 
