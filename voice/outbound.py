@@ -68,6 +68,8 @@ PURPOSE_ON_BEHALF = "call_on_behalf"
 PURPOSE_VOICE_MESSAGE = "voice_message"
 
 FINAL_RANK = CALL_STATUS_RANK["completed"]
+# Call.context key of the call's call_outcome message: set once, when the first final report arrives.
+OUTCOME_KEY = "outcomeMessageId"
 # Calls that can still be transferred: not yet ended, and not already handed to someone else.
 LIVE_STATUSES = (CallStatus.QUEUED, CallStatus.INITIATED, CallStatus.RINGING, CallStatus.IN_PROGRESS)
 
@@ -228,8 +230,9 @@ def _language(agent: Agent) -> str:
     return agent.language or settings.VOICE_DEFAULT_LANGUAGE
 
 
-def _secretary_action_url(call: Call, attempt: int = 1) -> str:
-    query = {"session": call.session_id, **({"attempt": str(attempt)} if attempt > 1 else {})}
+def _secretary_action_url(call: Call, attempt: int = 1, step: str = "") -> str:
+    query = {"session": call.session_id, **({"attempt": str(attempt)} if attempt > 1 else {}),
+             **({"step": step} if step else {})}
     return f"{webhook_url(call.agent_id, 'secretary')}?{urlencode(query)}"
 
 
@@ -332,10 +335,34 @@ def secretary_answer_record(*, agent_id: str, session_id: str, speech: str, digi
         return scripted_twiml.secretary_bridge(
             text="Thank you. Connecting you now.", requester=call.context["requesterPhone"],
             caller_id=call.from_address, language=call.language,
+            action_url=_secretary_action_url(call, step=SECRETARY_BRIDGE_STEP),
         )
     if answer == "declined":
         return scripted_twiml.goodbye(text=f"No problem. I will let {requester} know. Goodbye.", language=call.language)
     return scripted_twiml.goodbye(text="I did not hear an answer. Goodbye.", language=call.language)
+
+
+SECRETARY_BRIDGE_STEP = "bridge"
+
+
+def secretary_bridge_record(*, agent_id: str, session_id: str, dial_status: str) -> str:
+    """Record how the bridge to the requester ended (Twilio's DialCallStatus) and close the callee's side."""
+    with transaction.atomic():
+        call = (
+            Call.objects.select_for_update()
+            .filter(agent_id=agent_id, session_id=session_id, purpose=PURPOSE_ON_BEHALF)
+            .first()
+        )
+        if call is None:
+            return scripted_twiml.empty()
+        status = dial_status[:20] or "unknown"
+        call.context = {**call.context, "bridge": status}
+        Call.objects.filter(pk=call.pk).update(context=call.context, updated_at=timezone.now())
+    if status == "completed":
+        return scripted_twiml.goodbye(text="Goodbye.", language=call.language)
+    requester = call.context.get("requesterName") or "They"
+    return scripted_twiml.goodbye(text=f"Sorry, {requester} could not be reached right now. Goodbye.",
+                                  language=call.language)
 
 
 # --- voice messages --------------------------------------------------------------------------------------
@@ -463,13 +490,16 @@ def _outcome_body(call: Call) -> str:
         return ""
     answer = call.context.get("answer") or "no_answer"
     if call.context.get("said"):
-        return f'{answer}: "{call.context["said"]}"'
-    if call.context.get("pressed"):
-        return f"{answer} (pressed {call.context['pressed']})"
-    return answer
+        body = f'{answer}: "{call.context["said"]}"'
+    elif call.context.get("pressed"):
+        body = f"{answer} (pressed {call.context['pressed']})"
+    else:
+        body = answer
+    # On a yes, whether the requester picked up (Twilio's DialCallStatus: completed, no-answer, busy, …).
+    return f"{body}; bridge: {call.context['bridge']}" if call.context.get("bridge") else body
 
 
-def _call_outcome_store(call: Call, agent: Agent, update: CallStatusUpdate, route: str) -> None:
+def _call_outcome_store(call: Call, agent: Agent, update: CallStatusUpdate, route: str) -> Message:
     """The one call_outcome event of a call, stored in the caller's transaction and delivered after its
     commit like any inbound event (live session, else callbackUrl, else waiting)."""
     message = Message(
@@ -483,7 +513,7 @@ def _call_outcome_store(call: Call, agent: Agent, update: CallStatusUpdate, rout
         body=_outcome_body(call),
         external_id=call.call_sid or "",
         call_sid=call.call_sid or "",
-        status=update.status,
+        status=call.status,
         provider=update.provider,
         cost=call.cost,
         error_code=(update.error_code or "")[:40],
@@ -491,6 +521,7 @@ def _call_outcome_store(call: Call, agent: Agent, update: CallStatusUpdate, rout
     )
     message.save(force_insert=True)
     transaction.on_commit(lambda: delivery.deliver_stored(message, route))
+    return message
 
 
 def _usage_cost(call: Call) -> Decimal | None:
@@ -501,7 +532,7 @@ def _usage_cost(call: Call) -> Decimal | None:
 
 def call_status_record(*, agent_id: str, update: CallStatusUpdate) -> bool:
     """Apply a provider's call status report: the status only moves forward; duration, end time and
-    cost are recorded; the report that ends the call stores its one call_outcome. Returns whether the
+    cost are recorded; the first final report stores the call's one call_outcome. Returns whether the
     status changed. Repeated and late reports change nothing (a later Price still prices the call)."""
     new_rank = CALL_STATUS_RANK.get(update.status)
     if new_rank is None or not update.call_sid:
@@ -518,12 +549,15 @@ def call_status_record(*, agent_id: str, update: CallStatusUpdate) -> bool:
             return False
         values: dict[str, Any] = {}
         advances = call_status_advances(call.status, update.status)
-        ends = advances and new_rank == FINAL_RANK and CALL_STATUS_RANK.get(call.status, -1) < FINAL_RANK
+        # The outcome hangs on the provider's final report, not on our status: the live-voice side may
+        # have recorded the end first (its socket closed), and the call must still report once. The
+        # outcome's id on the call, written under the row lock, is the once-only guard.
+        ends = new_rank == FINAL_RANK and not call.context.get(OUTCOME_KEY)
         if advances:
             values["status"] = update.status
         if update.duration_seconds is not None and call.duration_seconds is None:
             values["duration_seconds"] = update.duration_seconds
-        if ends:
+        if ends and call.ended_at is None:
             values["ended_at"] = now
         if update.answered_by and "answeredBy" not in call.context:
             values["context"] = {**call.context, "answeredBy": update.answered_by}
@@ -532,16 +566,17 @@ def call_status_record(*, agent_id: str, update: CallStatusUpdate) -> bool:
             values["cost"] = update.cost
         elif ends and call.cost is None:
             values["cost"] = pricing.estimate_call_cost(values.get("duration_seconds", call.duration_seconds) or 0)
-        if not values:
+        if not values and not ends:
             return False
         for name, value in values.items():
             setattr(call, name, value)
+        if ends:
+            outcome = _call_outcome_store(call, agent, update, route)
+            call.context = values["context"] = {**call.context, OUTCOME_KEY: outcome.pk}
         Call.objects.filter(pk=call.pk).update(**values, updated_at=now)
         usage_cost = _usage_cost(call)
         if usage_cost is not None and usage_cost != previous_cost:
             usage_cost_adjust(agent=agent, reference=call.session_id, cost=usage_cost, at=call.created_at)
-        if ends:
-            _call_outcome_store(call, agent, update, route)
     return advances
 
 

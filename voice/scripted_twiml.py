@@ -61,10 +61,11 @@ def secretary_question(*, question: str, action_url: str, language: str, no_inpu
     return str(response.to_xml(xml_declaration=False))
 
 
-def secretary_bridge(*, text: str, requester: str, caller_id: str, language: str) -> str:
+def secretary_bridge(*, text: str, requester: str, caller_id: str, language: str, action_url: str) -> str:
+    """Connect the callee with the requester; how the bridge ended (DialCallStatus) is posted to action_url."""
     response = VoiceResponse()
     _say(response, text, language)
-    dial = response.dial(caller_id=caller_id, timeout=DIAL_TIMEOUT_SECONDS)
+    dial = response.dial(caller_id=caller_id, timeout=DIAL_TIMEOUT_SECONDS, action=action_url, method="POST")
     dial.number(requester)
     return str(response)
 

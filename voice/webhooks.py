@@ -4,7 +4,8 @@
   the report that ends a call produces its one call_outcome. Answers `<Response/>`, also to repeats and
   to calls we do not know (so Twilio stops retrying). Like message-status, reports are recorded even
   for a suspended agent or a blocked voice channel: they describe calls already made.
-- POST /webhooks/<agentId>/secretary?session=…: the call-on-behalf secretary's <Gather> action.
+- POST /webhooks/<agentId>/secretary?session=…: the call-on-behalf secretary's <Gather> action, and
+  (`&step=bridge`) the <Dial> action that says whether the requester picked up.
 - GET /media/voice/<token>.<mp3|wav>: the audio a voice message's <Play> fetches; 404 once expired.
 
 Both Twilio routes check X-Twilio-Signature on the raw request, over PUBLIC_BASE_URL + path + query,
@@ -27,7 +28,13 @@ from channels_app import signatures
 from channels_app.providers.twilio_voice import parse_call_status
 from orchestrator import metrics
 from voice import scripted_twiml
-from voice.outbound import VOICE, call_status_record, secretary_answer_record
+from voice.outbound import (
+    SECRETARY_BRIDGE_STEP,
+    VOICE,
+    call_status_record,
+    secretary_answer_record,
+    secretary_bridge_record,
+)
 from voice.selectors import voice_audio_get_live
 
 
@@ -91,13 +98,18 @@ def secretary_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = Agent.objects.filter(pk=agent_id).only("status", "blocked_channels").first()
     if agent is None or agent.status != AgentStatus.ACTIVE or agent.is_channel_blocked(VOICE):
         return _twiml(scripted_twiml.empty(), "secretary", "ignored")
+    session_id = request.GET.get("session", "")
+    if request.GET.get("step") == SECRETARY_BRIDGE_STEP:
+        document = secretary_bridge_record(agent_id=agent_id, session_id=session_id,
+                                           dial_status=params.get("DialCallStatus", ""))
+        return _twiml(document, "secretary", "stored")
     try:
         attempt = int(request.GET.get("attempt", "1"))
     except ValueError:
         attempt = 1
     document = secretary_answer_record(
         agent_id=agent_id,
-        session_id=request.GET.get("session", ""),
+        session_id=session_id,
         speech=params.get("SpeechResult", ""),
         digits=params.get("Digits", ""),
         attempt=attempt,

@@ -71,14 +71,32 @@ def test_a_spoken_yes_bridges_the_requester_and_becomes_the_outcome(client, live
     call = Call.objects.get()
     response = answer(client, call, SpeechResult="Yes, sure, put them through.", Confidence="0.92")
     assert response.status_code == 200 and response["Content-Type"] == "text/xml"
+    bridge_path = f"/webhooks/agent-a/secretary?session={call.session_id}&step=bridge"
     assert response.content.decode() == (
         '<?xml version="1.0" encoding="UTF-8"?><Response><Say language="en-US">Thank you. Connecting you now.</Say>'
-        f'<Dial callerId="{AGENT_NUMBER}" timeout="30"><Number>{REQUESTER}</Number></Dial></Response>'
+        f'<Dial action="http://localhost:3100{bridge_path.replace("&", "&amp;")}" callerId="{AGENT_NUMBER}" '
+        f'method="POST" timeout="30"><Number>{REQUESTER}</Number></Dial></Response>'
     )
+    # The requester picked up and they talked; Twilio reports the bridge's end to the Dial's action.
+    bridged = post_twilio(client, bridge_path, {"CallSid": call.call_sid, "DialCallStatus": "completed",
+                                                "DialCallDuration": "80"}, token=settings.TWILIO_AUTH_TOKEN)
+    assert bridged.status_code == 200 and b"<Hangup />" in bridged.content
     call_status(client, "agent-a", call.call_sid, "completed", CallDuration="95")
     outcome = Message.objects.get(kind="call_outcome")
-    assert outcome.body == 'accepted: "Yes, sure, put them through."'
+    assert outcome.body == 'accepted: "Yes, sure, put them through."; bridge: completed'
     assert outcome.status == "completed"
+
+
+def test_a_requester_who_does_not_pick_up_is_reported_and_the_callee_told(client, live_provider_settings):
+    _agent, token = voice_agent()
+    place(token)
+    call = Call.objects.get()
+    answer(client, call, Digits="1")
+    bridged = post_twilio(client, f"/webhooks/agent-a/secretary?session={call.session_id}&step=bridge",
+                          {"CallSid": call.call_sid, "DialCallStatus": "no-answer"}, token=settings.TWILIO_AUTH_TOKEN)
+    assert "Sorry, Tom &amp; Jerry could not be reached right now. Goodbye." in bridged.content.decode()
+    call_status(client, "agent-a", call.call_sid, "completed", CallDuration="40")
+    assert Message.objects.get(kind="call_outcome").body == "accepted (pressed 1); bridge: no-answer"
 
 
 def test_a_2_on_the_keypad_declines_politely(client, live_provider_settings):

@@ -132,3 +132,21 @@ def test_an_inbound_call_ends_with_an_inbound_call_outcome(client, agent):
     call_status(client, "agent-a", SID, "completed", CallDuration="12")
     outcome = Message.objects.get()
     assert (outcome.direction, outcome.from_address, outcome.to_address) == ("inbound", TO, AGENT_NUMBER)
+
+
+def test_a_call_whose_end_was_recorded_first_by_the_live_side_still_reports_once(client, agent):
+    # The live-voice side may mark the call completed when its socket closes, before Twilio's callback.
+    call = outbound_call(agent, status="completed")
+    call_status(client, "agent-a", SID, "completed", CallDuration="40")
+    call_status(client, "agent-a", SID, "completed", CallDuration="40")
+    call.refresh_from_db()
+    outcome = Message.objects.get(kind="call_outcome")
+    assert (outcome.status, call.duration_seconds, call.context["outcomeMessageId"]) == ("completed", 40, outcome.pk)
+    assert call.ended_at is not None and call.cost is not None
+
+
+def test_a_failed_final_report_after_a_recorded_completion_keeps_the_status_and_reports_it(client, agent):
+    outbound_call(agent, status="completed")
+    call_status(client, "agent-a", SID, "failed", ErrorCode="31005")
+    outcome = Message.objects.get(kind="call_outcome")
+    assert (outcome.status, outcome.error_code) == ("completed", "31005")
