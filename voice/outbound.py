@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentLimits, AgentStatus
@@ -602,11 +602,24 @@ def _step_seconds() -> float:
     return float(getattr(settings, "VOICE_SIMULATION_STEP_SECONDS", SIMULATION_STEP_SECONDS))
 
 
+# A status event the database refused for the moment (a lock, a dropped connection) is tried again, as
+# Twilio redelivers a callback we failed to take: each event is one transaction and applying it twice
+# changes nothing, so a retry is safe.
+SIMULATION_RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
 async def _simulate(agent_id: str, events: list[CallStatusUpdate]) -> None:
     try:
         for update in events:
             await asyncio.sleep(_step_seconds())
-            await run_local(call_status_record, agent_id=agent_id, update=update)
+            for delay in (*SIMULATION_RETRY_DELAYS, None):
+                try:
+                    await run_local(call_status_record, agent_id=agent_id, update=update)
+                    break
+                except OperationalError:
+                    if delay is None:
+                        raise
+                    await asyncio.sleep(delay)
     except Exception:
         logger.exception("Simulated call %s stopped", events[0].call_sid)
 
@@ -615,7 +628,14 @@ def _simulate_in_thread(agent_id: str, events: list[CallStatusUpdate]) -> None:
     try:
         for update in events:
             time.sleep(_step_seconds())
-            with_connections(call_status_record, agent_id=agent_id, update=update)
+            for delay in (*SIMULATION_RETRY_DELAYS, None):
+                try:
+                    with_connections(call_status_record, agent_id=agent_id, update=update)
+                    break
+                except OperationalError:
+                    if delay is None:
+                        raise
+                    time.sleep(delay)
     except Exception:
         logger.exception("Simulated call %s stopped", events[0].call_sid)
     finally:

@@ -3,10 +3,13 @@ inside or outside the allowed calling hours right now."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import OperationalError
 from django.test import Client
 
 from agents.models import Agent, Organization
@@ -53,3 +56,18 @@ def outbound_call(agent: Agent, call_sid: str = "CA" + "1" * 32, status: str = "
         agent=agent, organization_id=agent.organization_id, direction="outbound", status=status,
         from_address=AGENT_NUMBER, to_address=TO, call_sid=call_sid, **fields,
     )
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 15.0, what: str = "the condition") -> None:
+    """Poll the database until `condition` holds. The test suite's in-memory SQLite refuses a read while
+    another thread (a simulated call) writes the same table ("table is locked"): that is a retry, not a
+    failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except OperationalError:
+            pass
+        assert time.monotonic() < deadline, f"{what} was not reached in {timeout} s"
+        time.sleep(0.05)

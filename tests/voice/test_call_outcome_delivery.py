@@ -22,7 +22,7 @@ from tests.channels_app.webhook_support import TWILIO_TOKEN, webhook_secrets  # 
 from tests.live_server import LiveServer
 from tests.orchestrator.mcp_clients import bearer, sse_session, streamable_session
 from tests.orchestrator.test_mcp_registry import Inbox, connected, eventually
-from tests.voice.support import TO, call_status, etc_zone_at_local_hour, outbound_call, voice_agent
+from tests.voice.support import TO, call_status, etc_zone_at_local_hour, outbound_call, voice_agent, wait_until
 from voice.models import Call
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("webhook_secrets")]
@@ -107,8 +107,6 @@ async def test_a_demo_call_made_over_mcp_runs_its_course_and_reports_its_outcome
 
 
 def test_a_demo_call_placed_outside_the_server_still_completes(client, settings):
-    import time
-
     from tests.ops_helpers import Api
 
     settings.DEMO_MODE = True
@@ -116,10 +114,7 @@ def test_a_demo_call_placed_outside_the_server_still_completes(client, settings)
     _agent, token = voice_agent()
     status, placed = Api(token).post("make-call", {"to": TO, "recipientTimezone": etc_zone_at_local_hour(14)})
     assert status == 200
-    deadline = time.monotonic() + 15
-    while not Message.objects.filter(kind="call_outcome").exists():
-        assert time.monotonic() < deadline, "the simulated call never ended"
-        time.sleep(0.05)
+    wait_until(lambda: Message.objects.filter(kind="call_outcome").exists(), what="the end of the simulated call")
     assert Call.objects.get(call_sid=placed["callSid"]).status == "completed"
     assert Message.objects.filter(kind="call_outcome").count() == 1
 

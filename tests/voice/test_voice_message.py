@@ -4,7 +4,6 @@ its real type, and a call whose TwiML plays it."""
 from __future__ import annotations
 
 import io
-import time
 import wave
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -18,7 +17,7 @@ from channels_app.models import Message
 from channels_app.providers import elevenlabs_tts
 from tests.fake_providers import FAKE_MP3, TWILIO_ACCOUNT_SID
 from tests.ops_helpers import Api
-from tests.voice.support import AGENT_NUMBER, TO, etc_zone_at_local_hour, voice_agent
+from tests.voice.support import AGENT_NUMBER, TO, etc_zone_at_local_hour, voice_agent, wait_until
 from voice.models import Call, VoiceAudio
 
 pytestmark = pytest.mark.django_db
@@ -91,10 +90,8 @@ def test_the_sandbox_voice_is_a_valid_wav_served_as_audio_wav_and_the_demo_call_
         assert audio.getnchannels() == 1 and audio.getframerate() == 8000
         assert audio.getnframes() / audio.getframerate() == pytest.approx(2.0)
     # The simulated call lasts as long as its audio.
-    deadline = time.monotonic() + 15
-    while Call.objects.get().status != "completed":
-        assert time.monotonic() < deadline, "the simulated call never ended"
-        time.sleep(0.05)
+    wait_until(lambda: Call.objects.get().status == "completed", what="the end of the simulated call")
+    wait_until(lambda: Message.objects.filter(kind="call_outcome").exists(), what="the call outcome")
     assert Call.objects.get().duration_seconds == 2
     assert Message.objects.get(kind="call_outcome").call_sid == body["callSid"]
 
