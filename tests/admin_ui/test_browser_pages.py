@@ -176,17 +176,33 @@ async def test_the_dashboard_draws_its_charts_from_the_admin_api_and_refreshes_i
         assert "agent-a" in seen["agents"] and "offline" in seen["agents"]
         assert "twilio" in seen["services"] and "resend" in seen["services"]
 
-        # A fourth send shows up on the next refresh, without reloading the page.
+        assert seen["alerts"] == "No alerts."
+
+        # A fourth send, and a daily cap the agent's spend is now near: both show up on the next refresh,
+        # without reloading the page.
+        from agents.models import AgentLimits
         from tests.ops_helpers import Api
 
-        await sync_to_async(Api(token).post)("send-message", {"to": "+14155550130", "body": "one more"})
+        status, _body = await sync_to_async(Api(token).post)("send-message", {"to": "+14155550130", "body": "more"})
+        assert status == 200
+        await sync_to_async(AgentLimits.objects.filter(agent_id="agent-a").update)(max_spend_per_day="0.04")
 
-        def second_look(_: Any) -> bool:
-            tab.page.wait_for_selector('#ops-volume-chart rect.ops-bar[data-series="sent"][data-value="5"]',
-                                       state="attached")
-            return bool(tab.page.evaluate("window.stillTheSamePage === true"))
+        def second_look(_: Any) -> dict[str, Any]:
+            page = tab.page
+            page.wait_for_selector('#ops-volume-chart rect.ops-bar[data-series="sent"][data-value="5"]',
+                                   state="attached")
+            page.wait_for_selector('#ops-alert-list [data-kind="spend_near_cap"]', state="attached")
+            screenshot(tab, "dashboard-alert")
+            return {
+                "same_page": page.evaluate("window.stillTheSamePage === true"),
+                "alert": page.inner_text('#ops-alert-list [data-kind="spend_near_cap"]'),
+                "bar_class": page.get_attribute('rect.ops-bar[data-label="agent-a today"]', "class"),
+            }
 
-        assert await browser.run(second_look, None)
+        again = await browser.run(second_look, None)
+        assert again["same_page"] is True
+        assert "Agent-A" in again["alert"] and "daily cap" in again["alert"]
+        assert "ops-near" in again["bar_class"]
         assert tab.errors == []
     finally:
         await browser.run(tab.close)

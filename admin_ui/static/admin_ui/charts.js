@@ -118,7 +118,7 @@
       bar.appendChild(el("title", {}, row.label + ": $" + value.toFixed(2) + (limit === null ? " (no cap)" : " of $" + limit.toFixed(2))));
       svg.appendChild(bar);
       svg.appendChild(el("text", {x: left + plotW + 6, y: y + 16, "class": "ops-axis"},
-                         "$" + value.toFixed(2) + (limit === null ? " / no cap" : " / $" + limit.toFixed(0))));
+                         "$" + value.toFixed(2) + (limit === null ? " / no cap" : " / $" + limit.toFixed(2))));
     });
     replace(container, svg, "No agents yet.", rows.length === 0);
   }
