@@ -43,8 +43,9 @@ from orchestrator.workers import run_blocking, run_django_request
 MACHINE_PATH_PREFIXES = ("/api/", "/webhooks/", "/health")
 
 # Provider webhooks whose handling waits on nothing but the database, live mode included: Twilio's and
-# LINE's carry the whole event. Resend's does not: the email's body is fetched from Resend's API.
-LOCAL_WEBHOOKS = frozenset({"sms", "whatsapp", "message-status", "line"})
+# LINE's carry the whole event (so do Twilio's call status and the call-on-behalf secretary's answers).
+# Resend's does not: the email's body is fetched from Resend's API.
+LOCAL_WEBHOOKS = frozenset({"sms", "whatsapp", "message-status", "line", "call-status", "secretary"})
 
 
 class SyncMiddlewareChain(base.BaseHandler):

@@ -106,3 +106,16 @@ def test_an_invalid_target_number_is_refused(live_provider_settings):
     call = outbound_call(agent, "CA" + "6" * 32, status="in-progress")
     status, body = Api(token).post("transfer-call", {"callSid": call.call_sid, "to": "+1 555"})
     assert (status, body["code"]) == (400, "invalid_phone")
+
+
+def test_an_inbound_call_is_transferred_with_the_agents_number_as_caller_id(live_provider_settings):
+    fake = live_provider_settings
+    agent, token = voice_agent()
+    placed = TwilioVoiceProvider().create_call(agent_id=agent.pk, from_number=AGENT_NUMBER, to_number=TO,
+                                               url="http://localhost:3100/x")
+    # A caller rang the agent: the call goes from the caller to the agent's number.
+    Call.objects.create(agent=agent, organization_id=agent.organization_id, direction="inbound",
+                        status="in-progress", from_address=TO, to_address=AGENT_NUMBER, call_sid=placed.call_sid)
+    assert Api(token).post("transfer-call", {"callSid": placed.call_sid, "to": TARGET})[0] == 200
+    twiml = fake.last("twilio", "POST", placed.call_sid).form["Twiml"]
+    assert f'callerId="{AGENT_NUMBER}"' in twiml and f"<Number>{TARGET}</Number>" in twiml
