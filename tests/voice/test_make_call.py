@@ -191,3 +191,19 @@ def test_an_org_token_must_name_the_agent_and_a_foreign_one_is_not_found(live_pr
     status, body = api.post("make-call", {"agentId": "agent-b", "to": TO, "recipientTimezone": ALLOWED})
     assert status == 200 and body["from"] == "+14155550101"
     assert Decimal(UsageRecord.objects.get().provider_cost) > 0
+
+
+def test_an_unknown_time_zone_is_a_400_naming_the_field(live_provider_settings):
+    _agent, token = voice_agent()
+    status, body = Api(token).post("make-call", {"to": TO, "recipientTimezone": "Mars/Olympus_Mons"})
+    assert (status, body["code"], body["field"]) == (400, "invalid_request", "recipientTimezone")
+    assert not Call.objects.exists()
+
+
+def test_a_sandbox_number_twilio_would_refuse_fails_the_call_in_demo_mode_too(settings):
+    settings.DEMO_MODE = True
+    _agent, token = voice_agent()
+    status, body = Api(token).post("make-call", {"to": "+15005550001", "recipientTimezone": ALLOWED})
+    assert (status, body["code"], body["providerCode"]) == (502, "provider_error", "21211")
+    call = Call.objects.get()
+    assert (call.status, call.call_sid) == ("failed", None)
