@@ -150,3 +150,22 @@ def test_a_failed_final_report_after_a_recorded_completion_keeps_the_status_and_
     call_status(client, "agent-a", SID, "failed", ErrorCode="31005")
     outcome = Message.objects.get(kind="call_outcome")
     assert (outcome.status, outcome.error_code) == ("completed", "31005")
+
+
+def test_the_call_status_url_provision_hands_out_is_served(client, settings, orchestrator_token):
+    settings.DEMO_MODE = True
+    status, provisioned = Api(orchestrator_token).post("provision", {
+        "agentId": "bot", "displayName": "Bot", "capabilities": ["voice"]})
+    assert status == 200, provisioned
+    url = provisioned["webhookUrls"]["callStatus"]
+    assert url == f"{settings.PUBLIC_BASE_URL}/webhooks/bot/call-status"
+    number = provisioned["channels"]["voiceAi"]["number"]
+    from agents.models import Agent
+
+    Call.objects.create(agent=Agent.objects.get(pk="bot"), organization_id="default", direction="inbound",
+                        status="in-progress", from_address=TO, to_address=number, call_sid=SID)
+    params = {"CallSid": SID, "CallStatus": "completed", "CallDuration": "3"}
+    response = post_twilio(client, url.removeprefix(settings.PUBLIC_BASE_URL), params)
+    assert response.status_code == 200
+    assert Call.objects.get().status == "completed"
+    assert Message.objects.get().kind == "call_outcome"
