@@ -91,11 +91,16 @@ class LineCredentialsInput(OperationInput):
 
 
 class ProvisionInput(OperationInput):
-    agent_id: str | None = Field(default=None, description="Generated when absent.")
+    # The patterns below are checked by the provisioning service, with its own messages; they are stated
+    # here for the OpenAPI document. An empty agentId counts as absent (one is generated).
+    agent_id: str | None = Field(default=None, description="Generated when absent. Letters, digits, - and _.",
+                                 json_schema_extra={"pattern": r"^([A-Za-z0-9][A-Za-z0-9_\-]{0,63})?$"})
     org_id: str | None = Field(default=None, description="Orchestrator token only; default organization if absent.")
-    display_name: str = Field(min_length=1, max_length=200)
+    display_name: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"},
+                              description="Not blank.")
     capabilities: list[Capability] = Field(min_length=1)
-    country: str = "US"
+    country: str = Field(default="US", json_schema_extra={"pattern": "^[A-Za-z]{2}$"},
+                         description="ISO 3166 two-letter code of the number's country.")
     greeting: str = ""
     system_prompt: str = ""
     voice: str = ""

@@ -9,6 +9,7 @@ and the rollback removes everything else: nothing is left half-provisioned.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,8 @@ def _validate(request: ProvisionRequest) -> None:
     if unknown:
         raise ApiError(400, "invalid_request", f"Unknown capability {unknown[0]!r}; use {', '.join(CAPABILITIES)}.",
                        field="capabilities")
-    if len(request.country) != 2 or not request.country.isalpha():
+    # ASCII letters only: str.isalpha() would let "ÄÖ" through to the number search.
+    if not re.fullmatch(r"[A-Za-z]{2}", request.country):
         raise ApiError(400, "invalid_request", "country is a two-letter ISO code such as US.", field="country")
     if "line" in request.capabilities and not settings.DEMO_MODE and not request.line.get("channelAccessToken") \
             and not settings.LINE_CHANNEL_ACCESS_TOKEN:

@@ -183,3 +183,23 @@ def test_the_servers_refusals_match_the_documented_statuses_and_body(make_agent,
         assert not list(validator.iter_errors(body)), (path, body)
         seen.add(response.status_code)
     assert seen == {400, 401, 403, 413}
+
+
+def test_provision_documents_the_identifier_country_and_name_rules_its_service_enforces(settings, orchestrator_token):
+    import re
+
+    settings.DEMO_MODE = True
+    properties = _schema()["components"]["schemas"]["ProvisionInput"]["properties"]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {orchestrator_token}"}
+
+    def provision(**fields):
+        body = {"displayName": "Doc", "capabilities": ["email"], **fields}
+        return Client().post("/api/v1/provision", body, content_type="application/json", **auth)
+
+    for field, bad, good in (("agentId", "no spaces", "ok-id_1"), ("country", "ÄÖ", "gb"), ("displayName", "   ", "Bot")):
+        pattern = properties[field]["pattern"]
+        assert not re.search(pattern, bad) and re.search(pattern, good), field
+        refused = provision(**{field: bad})
+        assert (refused.status_code, refused.json()["field"]) == (400, field), refused.json()
+        assert provision(**{field: good}).status_code == 200, field
+    assert re.search(properties["agentId"]["pattern"], "")  # empty: generated
