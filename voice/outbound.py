@@ -230,6 +230,14 @@ def _language(agent: Agent) -> str:
     return agent.language or settings.VOICE_DEFAULT_LANGUAGE
 
 
+def _script_language(agent: Agent) -> str:
+    """The language of our own scripted sentences (the secretary, the voice-message disclosure), which
+    are English: the agent's English variant if it speaks one (en-GB, en-AU, …), else en-US, so that
+    Twilio never reads English text with another language's voice or listens for another language."""
+    language = _language(agent)
+    return language if language.lower().startswith("en") else "en-US"
+
+
 def _secretary_action_url(call: Call, attempt: int = 1, step: str = "") -> str:
     query = {"session": call.session_id, **({"attempt": str(attempt)} if attempt > 1 else {}),
              **({"step": step} if step else {})}
@@ -269,7 +277,8 @@ def call_on_behalf(
     context = {"targetName": target_name, "requesterName": requester_name, "requesterPhone": requester,
                "message": message}
     opened = _call_open(agent=agent, to=target, from_number=from_number, purpose=PURPOSE_ON_BEHALF,
-                        action="call_on_behalf", cost=_call_estimate(), language=_language(agent), context=context)
+                        action="call_on_behalf", cost=_call_estimate(), language=_script_language(agent),
+                        context=context)
     call = opened.call
     twiml = scripted_twiml.secretary_question(
         question=_secretary_question(call), action_url=_secretary_action_url(call), language=call.language,
@@ -414,7 +423,7 @@ def voice_message_send(
         Call.objects.filter(pk=call.pk).update(context=call.context)
     url = audio_url(audio)
     disclosure = f"This is an automated voice message from {agent.display_name}." if settings.VOICE_AI_DISCLOSURE else ""
-    twiml = scripted_twiml.play_message(audio_url=url, disclosure=disclosure, language=call.language)
+    twiml = scripted_twiml.play_message(audio_url=url, disclosure=disclosure, language=_script_language(agent))
     call = _call_place(opened, provider, twiml=twiml)
     return {
         "success": True,

@@ -178,3 +178,17 @@ def test_quiet_hours_apply_to_the_target(live_provider_settings):
 )
 def test_it_reads_yes_and_no(speech, digits, reading):
     assert secretary_reading(speech=speech, digits=digits) == reading
+
+
+def test_the_secretary_speaks_english_whatever_the_agents_language(live_provider_settings):
+    _agent, token = voice_agent(language="de-DE")
+    place(token)
+    twiml = live_provider_settings.last("twilio", "POST", CALLS).form["Twiml"]
+    assert 'language="en-US"' in twiml and "de-DE" not in twiml
+    assert Call.objects.get().language == "en-US"
+
+
+def test_an_english_speaking_agent_keeps_its_variant(live_provider_settings):
+    _agent, token = voice_agent(language="en-GB")
+    place(token)
+    assert 'language="en-GB"' in live_provider_settings.last("twilio", "POST", CALLS).form["Twiml"]
