@@ -1,6 +1,7 @@
 """Django admin for the operator: organizations, agents, tokens, messages, calls, usage, pools.
 
 Tokens are never shown here (only digests are stored); issue them with `manage.py issue_token`.
+Calls and their turns are registered by the voice app (voice/admin.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from agents.models import (
     WhatsAppSender,
 )
 from channels_app.models import Message
-from voice.models import Call
 
 admin.site.site_header = "Agent Comms Orchestrator"
 admin.site.site_title = "Comms admin"
@@ -115,13 +115,6 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ("direction", "channel", "status", "provider")
     search_fields = ("id", "external_id", "to_address", "from_address")
     date_hierarchy = "created_at"
-
-
-@admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
-    list_display = ("call_sid", "agent", "direction", "status", "to_address", "duration_seconds", "cost", "created_at")
-    list_filter = ("direction", "status")
-    search_fields = ("call_sid", "session_id", "to_address")
 
 
 @admin.register(UsageRecord)

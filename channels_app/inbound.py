@@ -432,3 +432,29 @@ def line_events_receive(*, agent: Agent, payload: Mapping[str, Any]) -> list[Inb
         except _Redelivery:
             outcomes.append(InboundOutcome(duplicate=True))
     return outcomes
+
+
+# --- voice ----------------------------------------------------------------------------------------
+
+
+def voicemail_store(*, agent: Agent, call_sid: str, caller: str, callee: str, transcript: str) -> InboundOutcome:
+    """Store the answering machine's voicemail for the agent (kind `voicemail`, channel `voice`), once
+    per call, and deliver it like any inbound message (live session, callback, else it waits)."""
+    try:
+        with _once("voicemail", call_sid):
+            message = _store(
+                agent=agent,
+                organization_id=agent.organization_id,
+                channel=Channel.VOICE,
+                kind=MessageKind.VOICEMAIL,
+                from_address=caller,
+                to_address=callee,
+                body=transcript,
+                media_urls=[],
+                provider="twilio",
+                call_sid=call_sid,
+                external_id=call_sid,
+            )
+    except _Redelivery:
+        return InboundOutcome(duplicate=True)
+    return InboundOutcome(message_id=message.id)

@@ -123,6 +123,18 @@ def _twilio_params(request: HttpRequest) -> dict[str, str] | None:
     return dict(signed)
 
 
+def twilio_params(request: HttpRequest) -> dict[str, str] | None:
+    """The fields of a signed Twilio request, None when its signature is missing or wrong (answer 403).
+
+    For the other apps' Twilio webhooks (voice), so every Twilio route checks signatures one way."""
+    return _twilio_params(request)
+
+
+def refuse_signature(kind: str) -> HttpResponse:
+    """The 403 `invalid_signature` answer of every webhook, counted."""
+    return _refuse(kind)
+
+
 def _twilio_message_view(channel: str) -> View:
     @csrf_exempt
     @require_POST

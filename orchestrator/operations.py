@@ -177,6 +177,7 @@ OPERATION_MODULES: list[str] = [
     "agents.ops_agents",
     "channels_app.ops_inbound",
     "voice.ops_calls",
+    "voice.ops_live",
 ]
 
 

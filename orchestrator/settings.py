@@ -50,6 +50,11 @@ LINE_API_BASE_URL = env.url("LINE_API_BASE_URL", None)
 VOICE_DEFAULT_GREETING = env.str("VOICE_DEFAULT_GREETING", "Hello! How can I help you today?")
 VOICE_DEFAULT_LANGUAGE = env.str("VOICE_DEFAULT_LANGUAGE", "en-US")
 VOICE_AI_DISCLOSURE = env.bool("VOICE_AI_DISCLOSURE", True)
+# How long a caller waits for the agent's answer to one utterance (its first token) before the
+# answering machine takes over the rest of the call.
+VOICE_TURN_TIMEOUT_SECONDS: float = env.int("VOICE_TURN_TIMEOUT_SECONDS", 8, minimum=1, maximum=60)
+# How long the signed voice-socket URL in a call's TwiML stays valid (Twilio connects within seconds).
+VOICE_WS_TOKEN_TTL_SECONDS = env.int("VOICE_WS_TOKEN_TTL_SECONDS", 300, minimum=30, maximum=86400)
 # USD list prices used when a provider reports no cost (and for every sandbox send). Per SMS/WhatsApp
 # segment, per email, per LINE push, per call minute, per 1,000 TTS characters, per number-month.
 PROVIDER_PRICES: dict[str, str] = {

@@ -74,3 +74,42 @@ class VoiceAudio(models.Model):
 
     def __str__(self) -> str:
         return f"audio {self.token[:6]}… of {self.agent_id}"
+
+
+class AnsweredBy(models.TextChoices):
+    """Who answered a caller's turn on a live call."""
+
+    AGENT_SAMPLING = "agent_sampling"  # the agent's MCP client, through sampling/createMessage
+    AGENT_VOICE_PROMPT = "agent_voice_prompt"  # the agent, through a voice_prompt and comms_voice_reply
+    ANSWERING_MACHINE = "answering_machine"  # the built-in answering machine (no agent in time)
+    NOBODY = "nobody"  # cancelled by an interruption, or the call ended first
+
+
+class CallTurn(models.Model):
+    """One exchange on a live call: what the caller said and what was answered, with its timings."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="turns")
+    sequence = models.PositiveIntegerField()
+    caller_text = models.TextField(blank=True)
+    reply_text = models.TextField(blank=True)
+    answered_by = models.CharField(max_length=20, choices=AnsweredBy.choices, default=AnsweredBy.NOBODY)
+    # When the caller's prompt frame arrived, when the first reply token left, when the reply ended.
+    prompt_at = models.DateTimeField()
+    first_reply_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # The caller spoke over the reply: what they had heard of it (ConversationRelay's utteranceUntilInterrupt).
+    interrupted = models.BooleanField(default=False)
+    heard_text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["call", "sequence"]
+        constraints = [models.UniqueConstraint(fields=["call", "sequence"], name="unique_call_turn_sequence")]
+
+    def __str__(self) -> str:
+        return f"{self.call_id} turn {self.sequence}"
+
+    @property
+    def first_reply_ms(self) -> int | None:
+        if self.first_reply_at is None:
+            return None
+        return int((self.first_reply_at - self.prompt_at).total_seconds() * 1000)
