@@ -1,0 +1,70 @@
+"""manage.py simulate_call: a whole call against a running server, signed like Twilio (issue 12 item 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from agents.services import AgentAddresses
+from tests.live_server import LIVE_SERVER_APPS, LiveServer
+from tests.orchestrator.mcp_clients import sse_session
+from tests.orchestrator.test_mcp_registry import connected, eventually
+from tests.voice.test_live_call import Sampler
+from voice.models import Call
+
+pytestmark = pytest.mark.django_db(transaction=True, available_apps=LIVE_SERVER_APPS)
+
+
+@pytest.fixture
+def agent(make_agent, settings):
+    settings.TWILIO_AUTH_TOKEN = "test-twilio-auth-token-0123456789"
+    _agent, token = make_agent("agent-a", display_name="Agent A", addresses=AgentAddresses(phone="+14155550100"))
+    return token
+
+
+async def simulate(server: LiveServer, *says: str, **options: str) -> str:
+    out = io.StringIO()
+    arguments = ["simulate_call", "--agent", "agent-a", "--server", server.url]
+    for said in says:
+        arguments += ["--say", said]
+    await asyncio.to_thread(call_command, *arguments, stdout=out, **options)
+    return out.getvalue()
+
+
+async def test_it_calls_the_agent_and_prints_its_answers(asgi_server: LiveServer, agent: str) -> None:
+    sampler = Sampler("We open at nine.")
+    async with sse_session(f"{asgi_server.url}/sse?token={agent}", sampling_callback=sampler):
+        await eventually(connected("agent-a"))
+        output = await simulate(asgi_server, "When do you open?", "Thanks!")
+    lines = [line.strip() for line in output.splitlines()]
+    assert lines[1] == "greeting: You are speaking with an AI assistant. Hello! How can I help you today?"
+    assert lines[2:] == ["caller: When do you open?", "agent: We open at nine.", "caller: Thanks!", "agent: We open at nine."]
+    call = await asyncio.to_thread(Call.objects.get)
+    assert (call.direction, call.to_address, call.from_address) == ("inbound", "+14155550100", "+15555550123")
+    assert lines[0].startswith(f"call: {call.call_sid} from +15555550123 to +14155550100")
+
+
+async def test_with_no_agent_connected_it_prints_the_answering_machine(asgi_server: LiveServer, agent: str) -> None:
+    output = await simulate(asgi_server, "Hi", "Please call me back", "Tomorrow at ten", "Yes")
+    assert "Agent A can't take your call right now" in output
+    assert "agent: Thank you. I'll pass your message on to Agent A. Goodbye." in output
+    assert "ended by the server" in output
+
+
+async def test_it_needs_a_secret_to_sign_with(asgi_server: LiveServer, agent: str, settings) -> None:
+    settings.TWILIO_AUTH_TOKEN = None
+    with pytest.raises(CommandError, match="Set TWILIO_AUTH_TOKEN"):
+        await simulate(asgi_server, "Hello")
+    assert await asyncio.to_thread(Call.objects.count) == 0
+
+
+async def test_it_says_so_when_the_agent_takes_no_calls(asgi_server: LiveServer, agent: str) -> None:
+    from agents.models import Agent
+
+    await asyncio.to_thread(Agent.objects.filter(pk="agent-a").update, blocked_channels=["voice"])
+    with pytest.raises(CommandError, match="empty <Response/>"):
+        await simulate(asgi_server, "Hello")
