@@ -106,6 +106,10 @@ class AdminLineCheckInput(OperationInput):
     channel_access_token: NonEmpty
 
 
+class AdminPublicUrlCheckInput(OperationInput):
+    url: NonEmpty
+
+
 class AdminSaveInput(OperationInput):
     credentials: dict[str, str | bool] = Field(
         description="Setting name → value, e.g. {\"TWILIO_ACCOUNT_SID\": \"AC…\", \"DEMO_MODE\": false}. Known names: "
@@ -260,6 +264,15 @@ class LineTestView(AdminApiView):
         services.require_super_admin(self.principal(request))
         data = self.body(request, AdminLineCheckInput)
         result = services.line_token_check(channel_access_token=data.channel_access_token)
+        return Response({"success": result.success, "message": result.message})
+
+
+class PublicUrlTestView(AdminApiView):
+    @schema("Check that this server reaches itself at a public base URL: it fetches <url>/health (super-admin)",
+            AdminResultOutput, AdminPublicUrlCheckInput)
+    def post(self, request: Request) -> Response:
+        services.require_super_admin(self.principal(request))
+        result = services.public_url_check(url=self.body(request, AdminPublicUrlCheckInput).url)
         return Response({"success": result.success, "message": result.message})
 
 

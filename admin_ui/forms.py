@@ -183,7 +183,7 @@ def wizard_steps(admin_prefix: str) -> list[WizardStep]:
     return [
         WizardStep("base-url", "Public base URL", BaseUrlStep,
                    "Where providers reach this server. The check fetches <url>/health from here.",
-                   test_url=f"{admin_prefix}setup/check-url", test_fields={"url": "PUBLIC_BASE_URL"},
+                   test_url=f"{api}test/public-url", test_fields={"url": "PUBLIC_BASE_URL"},
                    test_label="Check it is reachable"),
         WizardStep("twilio", "Twilio", TwilioStep, "SMS, WhatsApp and voice calls.",
                    test_url=f"{api}test/twilio",

@@ -6,8 +6,11 @@ Refusals are ApiError (contract §3). Secrets given to these services are never 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -203,6 +206,49 @@ def line_token_check(*, channel_access_token: str) -> CheckResult:
         return f"LINE accepted this token (bot {line.check_access_token(channel_access_token)!r})."
 
     return _run_check("LINE", check)
+
+
+PUBLIC_URL_CHECK_TIMEOUT_SECONDS = 5
+PUBLIC_URL_CHECK_MAX_BYTES = 64 * 1024
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status, reported below
+
+
+def public_url_check(*, url: str) -> CheckResult:
+    """Fetch <url>/health from this server: does the public base URL reach this server from where it runs?
+
+    Short timeout, no redirects followed (a redirect is reported with its Location), at most 64 KB read.
+    """
+    url = _single_line(url, "url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in url or parts.username \
+            or parts.password:
+        raise ApiError(400, "invalid_request", "url must be an http(s) URL such as https://comms.example.com.",
+                       field="url")
+    health_url = url.rstrip("/") + "/health"
+    opener = urllib.request.build_opener(_NoRedirects)
+    request = urllib.request.Request(health_url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) only
+    try:
+        # A wait on the network: this worker's CPU turn goes to other requests meanwhile.
+        with cpu_turn_released(), opener.open(request, timeout=PUBLIC_URL_CHECK_TIMEOUT_SECONDS) as response:
+            body = response.read(PUBLIC_URL_CHECK_MAX_BYTES)
+    except urllib.error.HTTPError as exc:
+        location = exc.headers.get("Location") if 300 <= exc.code < 400 else None
+        where = f" (redirecting to {location}, not followed)" if location else ""
+        return CheckResult(False, f"{health_url} answered HTTP {exc.code}{where}; expected 200 from this server.")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return CheckResult(False, f"Could not reach {health_url}: {getattr(exc, 'reason', exc)}.")
+    try:
+        health = json.loads(body)
+    except ValueError:
+        health = None
+    if not isinstance(health, dict) or health.get("status") != "ok" or "version" not in health:
+        return CheckResult(False, f"{health_url} answered, but not with this server's health JSON.")
+    return CheckResult(True, f"Reached {health_url}: status ok, version {health['version']}, "
+                             f"{health.get('environment', 'unknown environment')}.")
 
 
 # --- settings: save to .env, deploy ---------------------------------------------------------------

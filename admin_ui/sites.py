@@ -26,7 +26,6 @@ class OrchestratorAdminSite(admin.AdminSite):
         pages = [
             path("dashboard", self.admin_view(views_pages.dashboard), name="dashboard"),
             path("setup", self.admin_view(views_pages.setup), name="setup"),
-            path("setup/check-url", self.admin_view(views_pages.setup_check_url), name="setup-check-url"),
             path("api-docs", self.admin_view(views_pages.ApiDocsView.as_view()), name="api-docs"),
             path("provision", self.admin_view(views_pages.provision), name="provision"),
         ]

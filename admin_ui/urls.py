@@ -24,6 +24,7 @@ urlpatterns = [
     path("test/elevenlabs", api.ElevenLabsTestView.as_view(), name="admin-api-test-elevenlabs"),
     path("test/resend", api.ResendTestView.as_view(), name="admin-api-test-resend"),
     path("test/line", api.LineTestView.as_view(), name="admin-api-test-line"),
+    path("test/public-url", api.PublicUrlTestView.as_view(), name="admin-api-test-public-url"),
     path("save", api.SaveView.as_view(), name="admin-api-save"),
     path("deploy", api.DeployView.as_view(), name="admin-api-deploy"),
     path("agents", api.AgentsView.as_view(), name="admin-api-agents"),

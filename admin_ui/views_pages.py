@@ -8,34 +8,27 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from admin_ui.forms import ProvisionForm, wizard_initial, wizard_steps
 from agents.models import DEFAULT_ORG_ID, Organization, StaffMembership
 from agents.provisioning import ProvisionRequest, agent_provision
-from orchestrator import json_input
 from orchestrator.connect import connect_instructions, sse_client_config, streamable_http_client_config
 from orchestrator.errors import ApiError
-from orchestrator.workers import cpu_turn_released
 
 logger = logging.getLogger(__name__)
 
 DASHBOARD_REFRESH_SECONDS = 15
-URL_CHECK_TIMEOUT_SECONDS = 5
-URL_CHECK_MAX_BYTES = 64 * 1024
 
 
 def _admin_prefix() -> str:
@@ -75,53 +68,6 @@ def setup(request: HttpRequest) -> HttpResponse:
         save_url=f"{prefix}api/save",
         deploy_url=f"{prefix}api/deploy",
     ))
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # urllib then raises HTTPError with the 3xx status
-
-
-@require_POST
-def setup_check_url(request: HttpRequest) -> JsonResponse:
-    """POST /admin/setup/check-url {"url"}: can this server reach itself at that public base URL?
-
-    Answers like the credential tests: 200 `{success, message}`; 400 for a URL that is not one.
-    """
-    if not getattr(request.user, "is_superuser", False):
-        return JsonResponse({"error": "Only a superuser may do this.", "code": "forbidden"}, status=403)
-    try:
-        url = str(json_input.loads(request.body or b"{}").get("url") or "").strip()
-    except (ValueError, AttributeError):
-        return JsonResponse({"error": "The body must be a JSON object.", "code": "invalid_request"}, status=400)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c in url for c in "\r\n\t "):
-        return JsonResponse({"error": "url must be an http(s) URL such as https://comms.example.com.",
-                             "code": "invalid_request", "field": "url"}, status=400)
-    success, message = _check_health(url.rstrip("/") + "/health")
-    return JsonResponse({"success": success, "message": message})
-
-
-def _check_health(health_url: str) -> tuple[bool, str]:
-    opener = urllib.request.build_opener(_NoRedirects)
-    request = urllib.request.Request(health_url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) only, checked above
-    try:
-        # A wait on the network: this worker's turn goes to other requests meanwhile.
-        with cpu_turn_released(), opener.open(request, timeout=URL_CHECK_TIMEOUT_SECONDS) as response:
-            body = response.read(URL_CHECK_MAX_BYTES)
-    except urllib.error.HTTPError as exc:
-        where = f" (to {exc.headers.get('Location')})" if 300 <= exc.code < 400 and exc.headers.get("Location") else ""
-        return False, f"{health_url} answered HTTP {exc.code}{where}; expected 200 from this server."
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return False, f"Could not reach {health_url}: {reason}."
-    try:
-        health = json.loads(body)
-    except ValueError:
-        return False, f"{health_url} answered, but not with this server's health JSON."
-    if not isinstance(health, dict) or health.get("status") != "ok" or "version" not in health:
-        return False, f"{health_url} answered, but not with this server's health JSON."
-    return True, f"Reached {health_url}: status ok, version {health['version']}, {health.get('environment', '?')}."
 
 
 class ApiDocsView(SpectacularSwaggerView):

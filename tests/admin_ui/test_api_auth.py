@@ -23,6 +23,7 @@ SUPER_ONLY_WRITES = [
     ("/admin/api/test/elevenlabs", {"apiKey": "x"}),
     ("/admin/api/test/resend", {"apiKey": "x"}),
     ("/admin/api/test/line", {"channelAccessToken": "x"}),
+    ("/admin/api/test/public-url", {"url": "http://127.0.0.1:9"}),
 ]
 
 

@@ -55,7 +55,7 @@ def test_it_sends_anonymous_visitors_to_the_admin_login(path):
 def test_it_refuses_the_setup_wizard_to_staff_who_are_not_superusers(org_staff):
     client, _org = org_staff
     assert client.get("/admin/setup").status_code == 403
-    response = client.post("/admin/setup/check-url", data=json.dumps({"url": "http://127.0.0.1:9"}),
+    response = client.post("/admin/api/test/public-url", data=json.dumps({"url": "http://127.0.0.1:9"}),
                            content_type="application/json")
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
@@ -94,7 +94,7 @@ def test_the_setup_wizard_has_every_step_with_its_test_button_and_never_shows_a_
     page = admin_client.get("/admin/setup").content.decode()
     for step in ("base-url", "twilio", "resend", "elevenlabs", "line", "voice", "mode", "save"):
         assert f'id="step-{step}"' in page
-    for url in ("/admin/setup/check-url", "/admin/api/test/twilio", "/admin/api/test/resend",
+    for url in ("/admin/api/test/public-url", "/admin/api/test/twilio", "/admin/api/test/resend",
                 "/admin/api/test/elevenlabs", "/admin/api/test/line"):
         assert f'data-test-url="{url}"' in page
     for key in ("PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "RESEND_API_KEY", "ELEVENLABS_API_KEY",
@@ -148,7 +148,8 @@ def health_server() -> Iterator[_HealthServer]:
 
 
 def _check(client: Client, url: str) -> tuple[int, dict[str, Any]]:
-    response = client.post("/admin/setup/check-url", data=json.dumps({"url": url}), content_type="application/json")
+    response = client.post("/admin/api/test/public-url", data=json.dumps({"url": url}),
+                           content_type="application/json")
     return response.status_code, response.json()
 
 
@@ -187,9 +188,10 @@ def test_the_base_url_check_refuses_what_is_not_an_http_url(admin_client, url):
 def test_the_base_url_check_needs_the_csrf_token_of_the_session(superuser):
     client = Client(enforce_csrf_checks=True)
     client.force_login(superuser)
-    response = client.post("/admin/setup/check-url", data=json.dumps({"url": "http://127.0.0.1:9"}),
+    response = client.post("/admin/api/test/public-url", data=json.dumps({"url": "http://127.0.0.1:9"}),
                            content_type="application/json")
     assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
 
 
 # --- API docs ----------------------------------------------------------------------------------------
