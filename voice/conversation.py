@@ -8,8 +8,10 @@ VOICE_TURN_TIMEOUT_SECONDS for the agent's first word (and as long again for eac
 piece); with no agent connected, or none answering in time, the answering machine takes the rest of
 the call and leaves the agent a voicemail.
 
-Nothing here touches the database on the way from a prompt to its answer: turns are written after
-the answer went out, one write at a time per call, in order (_Writes).
+Nothing here touches the database on the way from a prompt to its answer. Turns are kept in memory and
+written in batches (every TURN_BATCH turns, and when the call ends), off the event loop's critical
+path, one write at a time per call, in order (_Writes): a database write per turn cost as much server
+CPU as the rest of the turn (bench/README.md). A voicemail is written at once.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ MAX_TRANSCRIPT_ENTRIES = live.MAX_TRANSCRIPT_ENTRIES
 MAX_PENDING_REPLIES = 200
 MAX_TURNS = 10_000
 WRITE_RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0)
+TURN_BATCH = 10
 
 
 def _now_iso() -> str:
@@ -65,6 +68,8 @@ class _Turn:
     first_reply_at: datetime | None = None
     waiting_for_replies: bool = False
     task: asyncio.Task[None] | None = None
+    interrupted: bool = False
+    heard_text: str = ""
 
     def record(self, call_id: int, *, completed: bool) -> TurnRecord:
         return TurnRecord(
@@ -76,6 +81,8 @@ class _Turn:
             prompt_at=self.prompt_at,
             first_reply_at=self.first_reply_at,
             completed_at=timezone.now() if completed else None,
+            interrupted=self.interrupted,
+            heard_text=self.heard_text,
         )
 
 
@@ -128,6 +135,8 @@ class Conversation:
         self.voicemail_left = False
         self.ended = False
         self.writes = _Writes()
+        self.unsaved_turns: dict[int, TurnRecord] = {}
+        self.saved_turns: set[int] = set()
 
     # --- frames from the caller (ConversationRelay) -----------------------------------------------
 
@@ -153,6 +162,7 @@ class Conversation:
     async def interrupt(self, heard: str) -> None:
         """The caller spoke over the reply: cancel what is still coming, remember what they heard."""
         self._note("event", f"caller interrupted after: {heard}")
+        logger.debug("Caller interrupted on call %s", self.call.call_sid)
         turn = self.turn if self.turn is not None and self.turn.reply_parts else self.last_answered
         if self.turn is not None:
             self._cancel_turn(self.turn)
@@ -161,8 +171,8 @@ class Conversation:
         if self.history and self.history[-1]["role"] == "assistant" and turn is self.last_answered:
             # The agent's next sample should know what the caller actually heard.
             self.history[-1] = {"role": "assistant", "content": heard}
-        call_id, sequence = self.call.id, turn.sequence
-        self.writes.add(lambda: live.call_turn_interrupted(call_id=call_id, sequence=sequence, heard_text=heard))
+        turn.interrupted, turn.heard_text = True, heard[:MAX_UTTERANCE_CHARS]
+        self._record(turn, completed=True)
 
     async def dtmf(self, digit: str) -> None:
         digit = digit[:8]
@@ -214,6 +224,7 @@ class Conversation:
         if self.turn is not None:
             self._cancel_turn(self.turn)
         self._leave_voicemail()
+        self._save_turns()
         call_id, transcript = self.call.id, list(self.transcript)
         self.writes.add(lambda: live.call_transcript_save(call_id=call_id, transcript=transcript))
         await self.writes.flush()
@@ -343,8 +354,19 @@ class Conversation:
             self.transcript.append({"at": _now_iso(), "speaker": speaker, "text": text})
 
     def _record(self, turn: _Turn, *, completed: bool) -> None:
-        record = turn.record(self.call.id, completed=completed)
-        self.writes.add(lambda: live.call_turn_record(turn=record))
+        self.unsaved_turns[turn.sequence] = turn.record(self.call.id, completed=completed)
+        if len(self.unsaved_turns) >= TURN_BATCH:
+            self._save_turns()
+
+    def _save_turns(self) -> None:
+        if not self.unsaved_turns:
+            return
+        records = list(self.unsaved_turns.values())
+        self.unsaved_turns.clear()
+        new = [record for record in records if record.sequence not in self.saved_turns]
+        changed = [record for record in records if record.sequence in self.saved_turns]
+        self.saved_turns.update(record.sequence for record in new)
+        self.writes.add(lambda: live.call_turns_save(new=new, changed=changed))
 
     def _system_prompt(self) -> str:
         context = (

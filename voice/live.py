@@ -173,27 +173,30 @@ class TurnRecord:
     prompt_at: datetime
     first_reply_at: datetime | None = None
     completed_at: datetime | None = None
+    interrupted: bool = False
+    heard_text: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "caller_text": self.caller_text,
+            "reply_text": self.reply_text,
+            "answered_by": self.answered_by,
+            "prompt_at": self.prompt_at,
+            "first_reply_at": self.first_reply_at,
+            "completed_at": self.completed_at,
+            "interrupted": self.interrupted,
+            "heard_text": self.heard_text,
+        }
 
 
-def call_turn_record(*, turn: TurnRecord) -> None:
-    """Write (or rewrite) one turn of the call."""
-    CallTurn.objects.update_or_create(
-        call_id=turn.call_id,
-        sequence=turn.sequence,
-        defaults={
-            "caller_text": turn.caller_text,
-            "reply_text": turn.reply_text,
-            "answered_by": turn.answered_by,
-            "prompt_at": turn.prompt_at,
-            "first_reply_at": turn.first_reply_at,
-            "completed_at": turn.completed_at,
-        },
-    )
-
-
-def call_turn_interrupted(*, call_id: int, sequence: int, heard_text: str) -> None:
-    """The caller spoke over turn `sequence`'s reply after hearing `heard_text` of it."""
-    CallTurn.objects.filter(call_id=call_id, sequence=sequence).update(interrupted=True, heard_text=heard_text)
+def call_turns_save(*, new: list[TurnRecord], changed: list[TurnRecord]) -> None:
+    """Write a batch of the call's turns: `new` ones inserted, `changed` ones (written before) updated."""
+    with transaction.atomic():
+        CallTurn.objects.bulk_create(
+            [CallTurn(call_id=turn.call_id, sequence=turn.sequence, **turn.fields()) for turn in new]
+        )
+        for turn in changed:
+            CallTurn.objects.filter(call_id=turn.call_id, sequence=turn.sequence).update(**turn.fields())
 
 
 def call_transcript_save(*, call_id: int, transcript: list[dict[str, Any]]) -> None:
