@@ -21,7 +21,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
-from agents.models import Agent, AgentStatus, Channel, OptOut
+from agents.consent import opt_out_lift, opt_out_record
+from agents.models import Agent, AgentStatus, Channel
 from agents.usage import usage_cost_adjust
 from channels_app import delivery
 from channels_app.models import Direction, Message, MessageKind, MessageStatus, WebhookEvent
@@ -130,10 +131,10 @@ def _keyword_reply(agent: Agent, channel: str, contact: str, keyword: str) -> st
     to send back, if any."""
     name = agent.display_name
     if keyword in OPT_OUT_KEYWORDS:
-        OptOut.objects.get_or_create(agent=agent, channel=channel, contact=contact, defaults={"keyword": keyword})
+        opt_out_record(agent=agent, channel=channel, contact=contact, keyword=keyword)
         return f"You have been unsubscribed from {name} and will receive no more messages. Reply START to resubscribe."
     if keyword in OPT_IN_KEYWORDS:
-        removed, _ = OptOut.objects.filter(agent=agent, channel=channel, contact=contact).delete()
+        removed = opt_out_lift(agent=agent, channel=channel, contact=contact)
         if removed or keyword != "YES":
             # A bare "YES" is an ordinary answer unless it lifts an opt-out: no confirmation spam.
             return f"You are resubscribed to {name}. Reply STOP to unsubscribe."
@@ -291,10 +292,7 @@ def email_complaint_record(*, agent: Agent, email_id: str) -> bool:
     )
     if original is None:
         return False
-    _, created = OptOut.objects.get_or_create(
-        agent=agent, channel=Channel.EMAIL, contact=original.to_address, defaults={"keyword": "COMPLAINT"}
-    )
-    return created
+    return opt_out_record(agent=agent, channel=Channel.EMAIL, contact=original.to_address, keyword="COMPLAINT")
 
 
 # --- Resend email ---------------------------------------------------------------------------------
@@ -412,9 +410,9 @@ def _line_event_apply(agent: Agent, event: Mapping[str, Any], *, destination: st
         return InboundOutcome(message_id=message.id)
     if kind == "unfollow" and contact:
         # The user blocked the account: pushes to them would fail, so treat it as an opt-out.
-        OptOut.objects.get_or_create(agent=agent, channel=Channel.LINE, contact=contact, defaults={"keyword": "unfollow"})
+        opt_out_record(agent=agent, channel=Channel.LINE, contact=contact, keyword="unfollow")
     elif kind == "follow" and contact:
-        OptOut.objects.filter(agent=agent, channel=Channel.LINE, contact=contact).delete()
+        opt_out_lift(agent=agent, channel=Channel.LINE, contact=contact)
     return InboundOutcome()
 
 

@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from agents.consent import consent_object, consent_record, consent_revoke, consent_status
 from agents.principals import Principal, resolve_agent_id
 from agents.selectors import agent_get_for_principal
-from agents.usage import consent_object, consent_record, consent_revoke, consent_status
 from channels_app.addresses import normalize_recipient
 from channels_app.delivery import messages_take_waiting
 from channels_app.services import SendRequest, message_send

@@ -37,8 +37,9 @@ import phonenumbers
 from django.utils import timezone
 from phonenumbers import timezone as phone_timezones
 
+from agents.consent import opt_out_channels
 from agents.models import Agent, AgentLimits, AgentStatus
-from agents.usage import Reservation, opt_out_channels, usage_reserve
+from agents.usage import Reservation, usage_reserve
 from channels_app.models import Direction, Message
 from orchestrator import sql
 from orchestrator.errors import ApiError

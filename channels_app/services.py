@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents.consent import opt_out_record
 from agents.crypto import decrypt
 from agents.models import AddressKind, Agent, AgentLimits
 from agents.services import default_email_address
-from agents.usage import Reservation, opt_out_record, usage_record_create, usage_release, usage_reprice
+from agents.usage import Reservation, usage_record_create, usage_release, usage_reprice
 from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
 from channels_app.models import Direction, Message, MessageStatus
 from channels_app.policy import policy_check, policy_reserve
