@@ -86,7 +86,7 @@ def _walk_the_wizard(chromium: Any, base_url: str) -> dict[str, Any]:
         page.wait_for_function("el => !el.textContent.startsWith('Deploying')", arg=saved.element_handle())
         results["deploy"] = saved.inner_text()
         steps = {slug: page.inner_text(f'[data-state-for="{slug}"]')
-                 for slug in ("base-url", "twilio", "resend", "elevenlabs", "line", "save")}
+                 for slug in ("base-url", "twilio", "resend", "elevenlabs", "line", "voice", "mode", "save")}
         return {"results": results, "summary": summary, "steps": steps, "errors": tab.errors}
     finally:
         tab.close()
@@ -111,6 +111,7 @@ async def test_an_operator_walks_the_setup_wizard_tests_each_provider_and_saves(
         assert seen["steps"][slug] == "tested ✓"
     assert seen["steps"]["base-url"] == "tested ✓"
     assert seen["steps"]["save"] == "saved ✓"
+    assert seen["steps"]["voice"] == seen["steps"]["mode"] == "saved ✓"  # edited, untested, then saved
     # The wizard shows what it is about to save, secrets cut short.
     assert f"TWILIO_ACCOUNT_SID = {TWILIO_ACCOUNT_SID}" in seen["summary"]
     assert TWILIO_AUTH_TOKEN not in seen["summary"]

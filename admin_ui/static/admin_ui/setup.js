@@ -146,6 +146,9 @@
       if (data.success) {
         result("save", true, (data.message || "Saved.") + " " + (data.saved || []).join(", "));
         stateFor("save", "done", "saved ✓");
+        steps.forEach(function (step) {
+          if (step.getAttribute("data-state") === "changed") stateFor(step.getAttribute("data-step"), "done", "saved ✓");
+        });
         // Saved values are now the baseline: a second save sends only what changes after this one.
         root.querySelectorAll("fieldset.ops-step input[name]").forEach(function (input) {
           if (input.type === "checkbox") input.defaultChecked = input.checked;
@@ -195,6 +198,16 @@
       show(steps.findIndex(function (step) { return step.getAttribute("data-step") === slug; }));
     }
   });
+
+  // A step whose fields were edited says so until it is tested or saved.
+  function edited(event) {
+    var step = event.target instanceof HTMLElement ? event.target.closest("fieldset.ops-step") : null;
+    if (!step || step.getAttribute("data-step") === "save") return;
+    var state = step.getAttribute("data-state");
+    if (state !== "changed") stateFor(step.getAttribute("data-step"), "changed", "changed, not saved");
+  }
+  root.addEventListener("input", edited);
+  root.addEventListener("change", edited);
 
   root.classList.add("ops-js");
   show(0);
