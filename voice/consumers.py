@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from orchestrator import metrics
 from orchestrator.workers import run_local
 from voice import live, socket_auth
-from voice.conversation import Conversation, Frame
+from voice.conversation import Conversation, Frame, Reply
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,14 @@ class VoiceSocketConsumer(AsyncWebsocketConsumer):
 
     async def voice_reply(self, message: dict[str, Any]) -> None:
         if self.conversation is not None:
-            await self.conversation.agent_reply(str(message.get("text") or ""), bool(message.get("last", True)))
+            await self.conversation.agent_reply(
+                Reply(
+                    text=str(message.get("text") or ""),
+                    last=bool(message.get("last", True)),
+                    play=str(message.get("play") or ""),
+                    digits=str(message.get("digits") or ""),
+                )
+            )
 
     async def voice_end(self, message: dict[str, Any]) -> None:
         if self.conversation is not None:

@@ -56,13 +56,24 @@ def _now_iso() -> str:
     return timezone.now().isoformat().replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One comms_voice_reply: text to speak (`last` closes the answer), and optionally audio to play
+    (`play`, an https URL) and keypad digits to send (`digits`, e.g. to an IVR) before it."""
+
+    text: str
+    last: bool = True
+    play: str = ""
+    digits: str = ""
+
+
 @dataclass
 class _Turn:
     sequence: int
     caller_text: str
     prompt_at: datetime
     started: float
-    replies: asyncio.Queue[tuple[str, bool]] = field(default_factory=lambda: asyncio.Queue(MAX_PENDING_REPLIES))
+    replies: asyncio.Queue[Reply] = field(default_factory=lambda: asyncio.Queue(MAX_PENDING_REPLIES))
     answered_by: str = AnsweredBy.NOBODY
     reply_parts: list[str] = field(default_factory=list)
     first_reply_at: datetime | None = None
@@ -192,7 +203,7 @@ class Conversation:
 
     # --- from the agent (comms_voice_reply / comms_end_call, any process) --------------------------
 
-    async def agent_reply(self, text: str, last: bool) -> None:
+    async def agent_reply(self, reply: Reply) -> None:
         if self.ended or self.machine is not None:
             return
         turn = self.turn
@@ -202,7 +213,7 @@ class Conversation:
             logger.info("Dropped a late reply on call %s", self.call.call_sid)
             return
         try:
-            turn.replies.put_nowait((text, last))
+            turn.replies.put_nowait(reply)
         except asyncio.QueueFull:
             logger.warning("Dropped a reply piece on call %s: too many pending", self.call.call_sid)
 
@@ -262,9 +273,13 @@ class Conversation:
             raise agent_registry.AgentNotConnected(self.call.agent_id)
         turn.answered_by = AnsweredBy.AGENT_VOICE_PROMPT
         while True:
-            text, last = await asyncio.wait_for(turn.replies.get(), timeout=timeout)
-            await self._reply_piece(turn, text, last)
-            if last:
+            reply = await asyncio.wait_for(turn.replies.get(), timeout=timeout)
+            if reply.play:
+                await self._send({"type": "play", "source": reply.play, "loop": 1, "preemptible": False, "interruptible": True})
+            if reply.digits:
+                await self._send({"type": "sendDigits", "digits": reply.digits})
+            await self._reply_piece(turn, reply.text, reply.last)
+            if reply.last:
                 return
 
     async def _reply_piece(self, turn: _Turn, text: str, last: bool) -> None:
@@ -335,9 +350,11 @@ class Conversation:
         self._note(by, said.text)
 
     async def _send_text(self, token: str, last: bool) -> None:
-        if self.ended:
-            return
-        await self.send({"type": "text", "token": token, "last": last})
+        await self._send({"type": "text", "token": token, "last": last})
+
+    async def _send(self, frame: Frame) -> None:
+        if not self.ended:
+            await self.send(frame)
 
     async def _end(self, handoff: dict[str, Any]) -> None:
         if self.ended:

@@ -20,6 +20,10 @@ class VoiceReplyInput(OperationInput):
     call_sid: str = Field(min_length=1, max_length=64)
     text: str = Field(max_length=MAX_SPOKEN_CHARS)
     last: bool = True
+    # Beyond the contract's fields, for what ConversationRelay can do besides speaking: audio played
+    # before the text (Twilio fetches it, so only https), keypad tones (an IVR on an outbound call).
+    play_url: str | None = Field(default=None, max_length=2000, pattern=r"^https://[^\s]+$")
+    digits: str | None = Field(default=None, pattern=r"^[0-9*#wW]{1,32}$")
 
 
 class EndCallInput(OperationInput):
@@ -38,13 +42,15 @@ class EndCallInput(OperationInput):
         "Speaks `text` to the caller of your live call `callSid`. The answer to a `voice_prompt` "
         "notification, for clients that cannot sample. Stream a long answer with several calls with "
         "`last: false` and a final one with `last: true` (the default). Answer within "
-        "VOICE_TURN_TIMEOUT_SECONDS of the prompt, or the answering machine takes the call over."
+        "VOICE_TURN_TIMEOUT_SECONDS of the prompt, or the answering machine takes the call over. "
+        "Optionally `playUrl` (https audio played first) and `digits` (keypad tones sent first, 0-9 * # w)."
     ),
 )
 def voice_reply(principal: Principal, data: VoiceReplyInput) -> dict[str, Any]:
     agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
     call = live.call_live_for_agent(agent_id=agent.id, call_sid=data.call_sid)
-    live.call_message_send(session_id=call.session_id, message={"type": "voice.reply", "text": data.text, "last": data.last})
+    message = {"type": "voice.reply", "text": data.text, "last": data.last, "play": data.play_url or "", "digits": data.digits or ""}
+    live.call_message_send(session_id=call.session_id, message=message)
     return {"success": True, "callSid": data.call_sid, "last": data.last}
 
 

@@ -403,3 +403,26 @@ async def test_an_outbound_call_talks_to_the_callee(asgi_server: LiveServer, age
     assert (sampler.requests[0].system_prompt or "").startswith("You sell bikes.")
     assert CALLER in (sampler.requests[0].system_prompt or "")
 
+
+
+async def test_a_reply_can_play_audio_and_send_keypad_digits_before_its_text(asgi_server: LiveServer, agent: str) -> None:
+    prompts = Prompts()
+    call, url = await start(asgi_server, direction="outbound")
+    async with sse_session(f"{asgi_server.url}/sse?token={agent}", logging_callback=prompts) as session:
+        await eventually(connected("agent-a"))
+        for bad in ({"digits": "1; DROP"}, {"playUrl": "http://insecure.example.com/a.mp3"}):
+            result = await session.call_tool("comms_voice_reply", {"callSid": call.call_sid, "text": "", **bad})
+            assert result.is_error and result.structured_content["code"] == "invalid_request"
+        async with relay(url, call) as callee:
+            await callee.setup()
+            await callee.say("Press 1 for sales.")
+            await prompts.next()
+            await call_tool(
+                session, "comms_voice_reply", callSid=call.call_sid, text="Connecting.",
+                playUrl="https://cdn.example.com/chime.mp3", digits="1w#",
+            )
+            assert [await callee.frame() for _ in range(3)] == [
+                {"type": "play", "source": "https://cdn.example.com/chime.mp3", "loop": 1, "preemptible": False, "interruptible": True},
+                {"type": "sendDigits", "digits": "1w#"},
+                {"type": "text", "token": "Connecting.", "last": True},
+            ]
