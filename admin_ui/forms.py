@@ -10,17 +10,11 @@ from django import forms
 from django.conf import settings
 
 from agents.models import Agent, Organization
-from agents.provisioning import CAPABILITIES
+from channels_app.channel_registry import CHANNELS
 
 # --- blocked channels -------------------------------------------------------------------------------
 
-BLOCKABLE_CHANNELS: tuple[tuple[str, str], ...] = (
-    ("sms", "SMS"),
-    ("voice", "Voice"),
-    ("email", "Email"),
-    ("whatsapp", "WhatsApp"),
-    ("line", "LINE"),
-)
+BLOCKABLE_CHANNELS: tuple[tuple[str, str], ...] = tuple((spec.name, spec.label) for spec in CHANNELS)
 ALL_CHANNELS = "*"
 
 
@@ -74,7 +68,7 @@ class ProvisionForm(forms.Form):
     organization = forms.ModelChoiceField(queryset=Organization.objects.all(), required=False,
                                           help_text="Default organization when left empty.")
     capabilities = forms.MultipleChoiceField(
-        choices=[(name, name.upper() if name in ("sms", "line") else name.capitalize()) for name in CAPABILITIES],
+        choices=[(spec.capability, spec.label) for spec in CHANNELS],
         widget=forms.CheckboxSelectMultiple, initial=["sms", "email"],
     )
     country = forms.RegexField(regex=r"^[A-Za-z]{2}$", max_length=2, initial="US",

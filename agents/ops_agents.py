@@ -5,7 +5,7 @@ org or orchestrator token."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -15,6 +15,7 @@ from agents.provisioning import ProvisionRequest, agent_channel_status, agent_de
 from agents.selectors import agent_get_for_principal, organization_get_for_principal
 from agents.services import agent_token_issue
 from agents.usage import agent_limits_update, billing_summary, limits_object, usage_dashboard
+from channels_app.channel_registry import CAPABILITIES
 from orchestrator.errors import ApiError
 from orchestrator.op_outputs import (
     AgentLimitsOutput,
@@ -27,7 +28,11 @@ from orchestrator.op_outputs import (
 )
 from orchestrator.operations import OperationInput, operation
 
-Capability = Literal["sms", "voice", "email", "whatsapp", "line"]
+if TYPE_CHECKING:
+    Capability = str
+else:
+    # The registry's capability names: provision's schema (REST, MCP, OpenAPI) enumerates exactly those.
+    Capability = Literal[CAPABILITIES]
 
 
 class AgentInput(OperationInput):

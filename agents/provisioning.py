@@ -33,18 +33,15 @@ from agents.services import (
     agent_id_check_available,
     default_email_address,
 )
+from channels_app.channel_registry import CAPABILITIES, CHANNELS
 from channels_app.providers.base import ProviderError, ProviderNotConfigured, PurchasedNumber, webhook_url
 from orchestrator.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
-CAPABILITIES = ("sms", "voice", "email", "whatsapp", "line")
+# Each channel's inbound webhook comes from the channel registry; the two status callbacks serve them all.
 WEBHOOK_ROUTES = {
-    "sms": "sms",
-    "whatsapp": "whatsapp",
-    "email": "email",
-    "line": "line",
-    "voice": "voice",
+    **{spec.capability: spec.webhook_route for spec in CHANNELS},
     "callStatus": "call-status",
     "messageStatus": "message-status",
 }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 import phonenumbers
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from channels_app.channel_registry import BY_NAME, MESSAGE_CHANNELS, RecipientKind
 from orchestrator.errors import ApiError
 
 # NANP 555-0100…555-0199 is reserved for fiction; libphonenumber calls those numbers invalid, but they are
@@ -17,7 +19,6 @@ _FICTIONAL_NANP = re.compile(r"^\+1\d{3}55501\d{2}$")
 # LINE user, group and room ids: U/C/R followed by 32 hex digits.
 _LINE_ID = re.compile(r"^[UCR][0-9a-f]{32}$")
 
-MESSAGE_CHANNELS = ("sms", "email", "whatsapp", "line")
 
 
 def normalize_phone(value: str, *, field: str = "to") -> str:
@@ -70,11 +71,16 @@ def normalize_line_id(value: str, *, field: str = "to") -> str:
 
 def normalize_recipient(channel: str, value: str, *, field: str = "to") -> str:
     """The canonical form of a recipient on a channel; the form opt-outs and consents are stored under."""
-    if channel in ("sms", "whatsapp", "voice"):
-        return normalize_phone(value, field=field)
-    if channel == "email":
-        return normalize_email(value, field=field)
-    if channel == "line":
-        return normalize_line_id(value, field=field)
+    spec = BY_NAME.get(channel)
+    if spec is not None:
+        return _NORMALIZERS[spec.recipient](value, field=field)
     raise ApiError(400, "invalid_request", f"Unknown channel {channel!r}; use one of {', '.join(MESSAGE_CHANNELS)}.",
                    field="channel")
+
+
+# A registry entry's `recipient` kind → how its addresses are written canonically.
+_NORMALIZERS: dict[RecipientKind, Callable[..., str]] = {
+    "phone": normalize_phone,
+    "email": normalize_email,
+    "line": normalize_line_id,
+}

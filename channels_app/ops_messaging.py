@@ -6,7 +6,7 @@ Consent tools also answer over REST: POST /api/v1/consent/record, /consent/revok
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,7 @@ from agents.consent import consent_object, consent_record, consent_revoke, conse
 from agents.principals import Principal, resolve_agent_id
 from agents.selectors import agent_get_for_principal
 from channels_app.addresses import normalize_recipient
+from channels_app.channel_registry import CHANNEL_NAMES, MESSAGE_CHANNELS
 from channels_app.delivery import messages_take_waiting
 from channels_app.services import SendRequest, message_send
 from orchestrator.op_outputs import (
@@ -25,8 +26,13 @@ from orchestrator.op_outputs import (
 )
 from orchestrator.operations import OperationInput, operation
 
-MessageChannel = Literal["sms", "email", "whatsapp", "line"]
-ContactChannel = Literal["sms", "email", "whatsapp", "line", "voice"]
+if TYPE_CHECKING:
+    MessageChannel = str
+    ContactChannel = str
+else:
+    # Literal of the registry's names, so the REST, MCP and OpenAPI schemas enumerate exactly those.
+    MessageChannel = Literal[MESSAGE_CHANNELS]
+    ContactChannel = Literal[CHANNEL_NAMES]
 
 
 class SendMessageInput(OperationInput):

@@ -21,10 +21,11 @@ from django.utils import timezone
 
 from agents.consent import opt_out_record
 from agents.crypto import decrypt
-from agents.models import AddressKind, Agent, AgentLimits
+from agents.models import Agent, AgentLimits
 from agents.services import default_email_address
 from agents.usage import Reservation, usage_record_create, usage_release, usage_reprice
 from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
+from channels_app.channel_registry import BY_NAME
 from channels_app.models import Direction, Message, MessageStatus
 from channels_app.policy import policy_check, policy_reserve
 from channels_app.providers.base import (
@@ -39,7 +40,6 @@ from orchestrator.errors import ApiError
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-SENDER_KIND = {"sms": AddressKind.PHONE, "whatsapp": AddressKind.WHATSAPP, "email": AddressKind.EMAIL}
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def sender_address(agent: Agent, channel: str) -> str:
     """The agent's own address on the channel (its number, WhatsApp sender, email, LINE bot)."""
     if channel == "line":
         return agent.pk
-    found = sql.sender_address(agent.pk, SENDER_KIND[channel])
+    found = sql.sender_address(agent.pk, BY_NAME[channel].address_kind)
     if found:
         return found
     if channel == "email":

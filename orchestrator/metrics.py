@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from channels_app.channel_registry import CHANNEL_NAMES
+
 PROCESS_STARTED_AT = time.time()
 PROCESS_STARTED_MONOTONIC = time.monotonic()
 
@@ -58,7 +60,7 @@ VOICE_TURN_SECONDS = Histogram(
 UPTIME = Gauge("mcp_uptime_seconds", "Seconds since this process started", multiprocess_mode="max")
 
 # Known label values start at 0, so dashboards and alerts see a series before the first event.
-CHANNELS = ("sms", "email", "whatsapp", "line", "voice")
+CHANNELS = CHANNEL_NAMES
 LIMIT_TYPES = (
     "per_minute",
     "per_hour",

@@ -13,6 +13,8 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from channels_app.channel_registry import BY_NAME
+
 # The GSM 03.38 basic character set; the extension table characters count twice (escape + char).
 _GSM7_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -46,16 +48,15 @@ def estimate_message_cost(channel: str, body: str = "", media_count: int = 0) ->
     if channel == "sms":
         # An MMS (media attached) is billed as one message regardless of text length.
         segments = 1 if media_count else sms_segments(body)
-        return unit_price("sms") * segments, segments
-    if channel == "whatsapp":
-        return unit_price("whatsapp"), None
-    return unit_price(channel), None
+        return unit_price(BY_NAME["sms"].price_key) * segments, segments
+    spec = BY_NAME.get(channel)
+    return unit_price(spec.price_key if spec else channel), None
 
 
 def estimate_call_cost(duration_seconds: int) -> Decimal:
     """Voice is billed per started minute."""
     minutes = max(1, math.ceil(duration_seconds / 60)) if duration_seconds > 0 else 0
-    return unit_price("voice") * minutes
+    return unit_price(BY_NAME["voice"].price_key) * minutes
 
 
 def estimate_tts_cost(characters: int) -> Decimal:

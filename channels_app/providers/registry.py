@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 from django.conf import settings
 
+from channels_app.channel_registry import BY_NAME, MESSAGE_CHANNELS, resolve
 from channels_app.providers import sandbox
 from channels_app.providers.base import (
     EmailProvider,
@@ -24,7 +25,7 @@ from channels_app.providers.base import (
 )
 from orchestrator.workers import cpu_turn_released
 
-MESSAGING_CHANNELS = ("sms", "whatsapp", "email", "line")
+MESSAGING_CHANNELS = MESSAGE_CHANNELS
 A = TypeVar("A")
 
 
@@ -63,30 +64,40 @@ LINE_SETTINGS = ("LINE_CHANNEL_ACCESS_TOKEN",)
 
 
 def messaging_provider(channel: str, *, credentials: dict[str, str] | None = None) -> MessagingProvider:
-    """The provider that sends on `channel` ("sms" | "whatsapp" | "email" | "line").
+    """The provider that sends on a send-message channel: the registry entry's provider factory
+    (channels_app.channel_registry).
 
     `credentials` only matters for LINE (an agent's own channel, see line_provider).
     """
     if channel not in MESSAGING_CHANNELS:
         raise ValueError(f"unknown messaging channel {channel!r}")
-    if channel == "email":
-        return email_provider()
-    if channel == "line":
-        return line_provider(credentials)
-    if settings.DEMO_MODE:
-        return sandbox.SandboxMessagingProvider(channel)
-    if not (settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN):
-        raise ProviderNotConfigured(channel, TWILIO_SETTINGS)
-    if channel == "sms":
-        from channels_app.providers.twilio_sms import TwilioSmsProvider
+    factory = resolve(BY_NAME[channel].provider_factory)
+    return cast(MessagingProvider, factory(credentials=credentials))
 
-        return _live(TwilioSmsProvider())
+
+def sms_provider(*, credentials: dict[str, str] | None = None) -> MessagingProvider:
+    """SMS and MMS through Twilio."""
+    if settings.DEMO_MODE:
+        return sandbox.SandboxMessagingProvider("sms")
+    if not (settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN):
+        raise ProviderNotConfigured("sms", TWILIO_SETTINGS)
+    from channels_app.providers.twilio_sms import TwilioSmsProvider
+
+    return _live(TwilioSmsProvider())
+
+
+def whatsapp_provider(*, credentials: dict[str, str] | None = None) -> MessagingProvider:
+    """WhatsApp through Twilio."""
+    if settings.DEMO_MODE:
+        return sandbox.SandboxMessagingProvider("whatsapp")
+    if not (settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN):
+        raise ProviderNotConfigured("whatsapp", TWILIO_SETTINGS)
     from channels_app.providers.twilio_whatsapp import TwilioWhatsAppProvider
 
     return _live(TwilioWhatsAppProvider())
 
 
-def telephony_provider() -> TelephonyProvider:
+def telephony_provider(*, credentials: dict[str, str] | None = None) -> TelephonyProvider:
     """Calls and phone numbers (Twilio, or the sandbox in DEMO_MODE)."""
     if settings.DEMO_MODE:
         return sandbox.SandboxTelephonyProvider()
@@ -97,7 +108,7 @@ def telephony_provider() -> TelephonyProvider:
     return _live(TwilioVoiceProvider())
 
 
-def email_provider() -> EmailProvider:
+def email_provider(*, credentials: dict[str, str] | None = None) -> EmailProvider:
     """Send email, fetch a received email's body, list sending domains."""
     if settings.DEMO_MODE:
         return sandbox.SandboxEmailProvider()

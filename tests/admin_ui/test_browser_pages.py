@@ -109,7 +109,7 @@ async def test_the_agent_change_form_blocks_a_channel_with_a_checkbox(
 
     errors = await browser.run(scenario, browser.browser)
     agent = await sync_to_async(Agent.objects.get)(pk="bot")
-    assert agent.blocked_channels == ["voice", "whatsapp"]
+    assert agent.blocked_channels == ["whatsapp", "voice"]  # in the channel registry's order
     assert errors == []
 
 
