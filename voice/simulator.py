@@ -2,7 +2,9 @@
 
 It does what Twilio does: POSTs the signed `/voice` webhook, reads the ConversationRelay URL and the
 greeting from the TwiML, opens that socket with an `X-Twilio-Signature` of its URL, sends `setup`,
-then one `prompt` per utterance, and collects the text frames of each answer. Used by
+then one `prompt` per utterance, and collects the text frames of each answer. When the call is over
+it POSTs the signed final `call-status` (`completed`, `CallDuration`), as Twilio does to the number's
+StatusCallback, so the call is recorded as ended and its `call_outcome` is produced. Used by
 `manage.py simulate_call`; signs with the secrets the server uses (TWILIO_AUTH_TOKEN, or in DEMO_MODE
 the demo signing secret), over PUBLIC_BASE_URL.
 """
@@ -10,7 +12,9 @@ the demo signing secret), over PUBLIC_BASE_URL.
 from __future__ import annotations
 
 import json
+import math
 import secrets
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -47,8 +51,8 @@ class Relay:
     parameters: dict[str, str]
 
 
-def _post_voice_webhook(*, server: str, agent_id: str, params: dict[str, str], token: str) -> bytes:
-    path = f"/webhooks/{agent_id}/voice"
+def _post_webhook(*, server: str, agent_id: str, route: str, params: dict[str, str], token: str) -> bytes:
+    path = f"/webhooks/{agent_id}/{route}"
     signature = signatures.twilio_sign(url=signatures.public_url(path), params=params, auth_token=token)
     request = urllib.request.Request(  # noqa: S310 - the operator's own server (--server)
         server + path,
@@ -110,31 +114,46 @@ def call_simulate(
         "Caller": caller,
         "Called": callee,
     }
-    relay = _relay_of(_post_voice_webhook(server=server, agent_id=agent_id, params=params, token=token))
+    relay = _relay_of(_post_webhook(server=server, agent_id=agent_id, route="voice", params=params, token=token))
     yield Line("call", f"{call_sid} from {caller} to {callee} (session {relay.parameters.get('sessionId', '?')})")
     yield Line("greeting", relay.greeting)
     # Twilio signs the socket URL as given in the TwiML, with no body.
     signature = signatures.twilio_sign(url=relay.url, params={}, auth_token=token)
+    answered_at: float | None = None
     try:
         with connect(
             _on_server(relay.url, server), additional_headers={"X-Twilio-Signature": signature}, proxy=None, open_timeout=10
         ) as socket:
+            answered_at = time.monotonic()
             socket.send(json.dumps({
                 "type": "setup", "sessionId": "VX" + secrets.token_hex(16), "accountSid": params["AccountSid"],
                 "callSid": call_sid, "from": caller, "to": callee, "direction": "inbound", "callStatus": "RINGING",
                 "customParameters": relay.parameters,
             }))
-            for utterance in utterances:
-                yield Line("caller", utterance)
-                socket.send(json.dumps({"type": "prompt", "voicePrompt": utterance, "lang": "en-US", "last": True}))
-                if (yield from _answer(socket, reply_timeout)):
-                    return
-            # Before hanging up, show whatever the server still sends (an `end` after a goodbye).
-            yield from _answer(socket, HANG_UP_AFTER_SECONDS, quiet=True)
+            yield from _converse(socket, utterances, reply_timeout)
     except InvalidStatus as exc:
         raise SimulationError(f"The voice socket was refused ({exc.response.status_code}).") from exc
     except ConnectionClosed:
         yield Line("call", "the server closed the call")
+    if answered_at is None:
+        return
+    # Without this final report a simulated call would stay in progress forever: the socket closing
+    # is not the call ending (Twilio may go on with the <Connect action> TwiML).
+    duration = max(1, math.ceil(time.monotonic() - answered_at))
+    final = {**params, "CallStatus": "completed", "CallDuration": str(duration)}
+    _post_webhook(server=server, agent_id=agent_id, route="call-status", params=final, token=token)
+    yield Line("call", f"hung up after {duration} s (call-status: completed)")
+
+
+def _converse(socket: ClientConnection, utterances: list[str], reply_timeout: float) -> Generator[Line, None, None]:
+    """The caller's utterances one by one, each followed by its answer, until the caller or the server ends."""
+    for utterance in utterances:
+        yield Line("caller", utterance)
+        socket.send(json.dumps({"type": "prompt", "voicePrompt": utterance, "lang": "en-US", "last": True}))
+        if (yield from _answer(socket, reply_timeout)):
+            return
+    # Before hanging up, show whatever the server still sends (an `end` after a goodbye).
+    yield from _answer(socket, HANG_UP_AFTER_SECONDS, quiet=True)
 
 
 def _answer(socket: ClientConnection, timeout: float, *, quiet: bool = False) -> Generator[Line, None, bool]:
