@@ -22,7 +22,7 @@ from rest_framework.permissions import AllowAny
 
 from admin_ui.forms import ProvisionForm, wizard_initial, wizard_steps
 from agents.models import DEFAULT_ORG_ID, Organization, StaffMembership
-from agents.provisioning import ProvisionRequest, agent_provision
+from agents.provisioning import LineCredentialsInput, ProvisionInput, agent_provision
 from orchestrator.connect import connect_instructions, sse_client_config, streamable_http_client_config
 from orchestrator.errors import ApiError
 
@@ -101,13 +101,13 @@ def provision(request: HttpRequest) -> HttpResponse:
         organization = form.chosen_organization() or Organization.objects.get(pk=DEFAULT_ORG_ID)
         data = form.cleaned_data
         try:
-            result = agent_provision(organization=organization, request=ProvisionRequest(
-                display_name=data["display_name"], capabilities=tuple(data["capabilities"]),
+            result = agent_provision(organization=organization, request=ProvisionInput(
+                display_name=data["display_name"], capabilities=list(data["capabilities"]),
                 agent_id=data["agent_id"] or None, country=data["country"].upper(), greeting=data["greeting"],
                 system_prompt=data["system_prompt"], voice=data["voice"], language=data["language"],
                 email_domain=data["email_domain"] or None, callback_url=data["callback_url"],
-                line={"channelAccessToken": data["line_channel_access_token"],
-                      "channelSecret": data["line_channel_secret"]},
+                line=LineCredentialsInput(channel_access_token=data["line_channel_access_token"],
+                                          channel_secret=data["line_channel_secret"]),
             ))
         except ApiError as exc:
             form.add_error(_form_field(exc.field), exc.message + (f" {exc.hint}" if exc.hint else ""))

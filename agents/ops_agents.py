@@ -5,17 +5,16 @@ org or orchestrator token."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from agents.models import DEFAULT_ORG_ID, Organization
 from agents.principals import Principal, Role, require_admin, resolve_agent_id
-from agents.provisioning import ProvisionRequest, agent_channel_status, agent_deprovision, agent_provision
+from agents.provisioning import ProvisionInput, agent_channel_status, agent_deprovision, agent_provision
 from agents.selectors import agent_get_for_principal, organization_get_for_principal
 from agents.services import agent_token_issue
 from agents.usage import agent_limits_update, billing_summary, limits_object, usage_dashboard
-from channels_app.channel_registry import CAPABILITIES
 from orchestrator.errors import ApiError
 from orchestrator.op_outputs import (
     AgentLimitsOutput,
@@ -27,12 +26,6 @@ from orchestrator.op_outputs import (
     UsageOutput,
 )
 from orchestrator.operations import OperationInput, operation
-
-if TYPE_CHECKING:
-    Capability = str
-else:
-    # The registry's capability names: provision's schema (REST, MCP, OpenAPI) enumerates exactly those.
-    Capability = Literal[CAPABILITIES]
 
 
 class AgentInput(OperationInput):
@@ -90,31 +83,6 @@ def get_billing_summary(principal: Principal, data: BillingInput) -> dict[str, A
     return billing_summary(agent=agent, period=data.period)
 
 
-class LineCredentialsInput(OperationInput):
-    channel_access_token: str = ""
-    channel_secret: str = ""
-
-
-class ProvisionInput(OperationInput):
-    # The patterns below are checked by the provisioning service, with its own messages; they are stated
-    # here for the OpenAPI document. An empty agentId counts as absent (one is generated).
-    agent_id: str | None = Field(default=None, description="Generated when absent. Letters, digits, - and _.",
-                                 json_schema_extra={"pattern": r"^([A-Za-z0-9][A-Za-z0-9_\-]{0,63})?$"})
-    org_id: str | None = Field(default=None, description="Orchestrator token only; default organization if absent.")
-    display_name: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"},
-                              description="Not blank.")
-    capabilities: list[Capability] = Field(min_length=1)
-    country: str = Field(default="US", json_schema_extra={"pattern": "^[A-Za-z]{2}$"},
-                         description="ISO 3166 two-letter code of the number's country.")
-    greeting: str = ""
-    system_prompt: str = ""
-    voice: str = ""
-    language: str = ""
-    email_domain: str | None = None
-    callback_url: str = ""
-    line: LineCredentialsInput | None = None
-
-
 def _organization_for(principal: Principal, org_id: str | None) -> Organization:
     if principal.role is Role.ORG_ADMIN:
         assert principal.org_id is not None
@@ -139,21 +107,7 @@ def provision_channels(principal: Principal, data: ProvisionInput) -> dict[str, 
     organization = _organization_for(principal, data.org_id)
     if data.callback_url and not data.callback_url.startswith(("https://", "http://")):
         raise ApiError(400, "invalid_request", "callbackUrl must be an http(s) URL.", field="callbackUrl")
-    line = data.line or LineCredentialsInput()
-    request = ProvisionRequest(
-        display_name=data.display_name,
-        capabilities=tuple(dict.fromkeys(data.capabilities)),
-        agent_id=data.agent_id,
-        country=data.country,
-        greeting=data.greeting,
-        system_prompt=data.system_prompt,
-        voice=data.voice,
-        language=data.language,
-        email_domain=data.email_domain,
-        callback_url=data.callback_url,
-        line={"channelAccessToken": line.channel_access_token, "channelSecret": line.channel_secret},
-    )
-    return agent_provision(organization=organization, request=request)
+    return agent_provision(organization=organization, request=data)
 
 
 class DeprovisionInput(OperationInput):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from pydantic import Field
 
 from agents.models import (
     AddressKind,
@@ -36,6 +36,7 @@ from agents.services import (
 from channels_app.channel_registry import CAPABILITIES, CHANNELS
 from channels_app.providers.base import ProviderError, ProviderNotConfigured, PurchasedNumber, webhook_url
 from orchestrator.errors import ApiError
+from orchestrator.operations import OperationInput
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +48,39 @@ WEBHOOK_ROUTES = {
 }
 
 
-@dataclass(frozen=True)
-class ProvisionRequest:
-    display_name: str
-    capabilities: tuple[str, ...]
-    agent_id: str | None = None
-    country: str = "US"
+if TYPE_CHECKING:
+    Capability = str
+else:
+    # The registry's capability names: provision's schema (REST, MCP, OpenAPI) enumerates exactly those.
+    Capability = Literal[CAPABILITIES]
+
+
+class LineCredentialsInput(OperationInput):
+    channel_access_token: str = ""
+    channel_secret: str = ""
+
+
+class ProvisionInput(OperationInput):
+    # The patterns below are checked by the provisioning service, with its own messages; they are stated
+    # here for the OpenAPI document. An empty agentId counts as absent (one is generated).
+    agent_id: str | None = Field(default=None, description="Generated when absent. Letters, digits, - and _.",
+                                 json_schema_extra={"pattern": r"^([A-Za-z0-9][A-Za-z0-9_\-]{0,63})?$"})
+    org_id: str | None = Field(default=None, description="Orchestrator token only; default organization if absent.")
+    display_name: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"},
+                              description="Not blank.")
+    capabilities: list[Capability] = Field(min_length=1)
+    country: str = Field(default="US", json_schema_extra={"pattern": "^[A-Za-z]{2}$"},
+                         description="ISO 3166 two-letter code of the number's country.")
     greeting: str = ""
     system_prompt: str = ""
     voice: str = ""
     language: str = ""
     email_domain: str | None = None
     callback_url: str = ""
-    line: dict[str, str] = field(default_factory=dict)
+    line: LineCredentialsInput | None = None
+
+    def line_credentials(self) -> LineCredentialsInput:
+        return self.line or LineCredentialsInput()
 
 
 def webhook_urls(agent_id: str) -> dict[str, str]:
@@ -93,7 +114,7 @@ def _release_number(sid: str) -> None:
     telephony_provider().release_number(sid)
 
 
-def _validate(request: ProvisionRequest) -> None:
+def _validate(request: ProvisionInput) -> None:
     if not request.display_name.strip():
         raise ApiError(400, "invalid_request", "displayName must not be empty.", field="displayName")
     if not request.capabilities:
@@ -105,7 +126,7 @@ def _validate(request: ProvisionRequest) -> None:
     # ASCII letters only: str.isalpha() would let "ÄÖ" through to the number search.
     if not re.fullmatch(r"[A-Za-z]{2}", request.country):
         raise ApiError(400, "invalid_request", "country is a two-letter ISO code such as US.", field="country")
-    if "line" in request.capabilities and not settings.DEMO_MODE and not request.line.get("channelAccessToken") \
+    if "line" in request.capabilities and not settings.DEMO_MODE and not request.line_credentials().channel_access_token \
             and not settings.LINE_CHANNEL_ACCESS_TOKEN:
         raise ApiError(400, "invalid_request", "LINE needs line.channelAccessToken and line.channelSecret "
                        "(or a default LINE channel in LINE_CHANNEL_ACCESS_TOKEN).", field="line")
@@ -143,7 +164,7 @@ def _demo_whatsapp_sender(number: str | None, country: str) -> None:
         WhatsAppSender.objects.get_or_create(phone_number=number, defaults={"sender_sid": "sandbox"})
 
 
-def agent_provision(*, organization: Organization, request: ProvisionRequest) -> dict[str, Any]:
+def agent_provision(*, organization: Organization, request: ProvisionInput) -> dict[str, Any]:
     """Create an agent with the channels asked for; returns the §6.1 provision body (token shown once)."""
     _validate(request)
     if request.agent_id:
@@ -176,7 +197,7 @@ def agent_provision(*, organization: Organization, request: ProvisionRequest) ->
 
 @transaction.atomic
 def _create_agent(
-    *, organization: Organization, request: ProvisionRequest, agent_id: str, purchased: PurchasedNumber | None
+    *, organization: Organization, request: ProvisionInput, agent_id: str, purchased: PurchasedNumber | None
 ) -> dict[str, Any]:
     caps = set(request.capabilities)
     email = _email_address(agent_id, request.email_domain) if "email" in caps else None
@@ -190,8 +211,8 @@ def _create_agent(
         voice=request.voice,
         language=request.language,
         callback_url=request.callback_url,
-        line_channel_access_token=request.line.get("channelAccessToken", ""),
-        line_channel_secret=request.line.get("channelSecret", ""),
+        line_channel_access_token=request.line_credentials().channel_access_token,
+        line_channel_secret=request.line_credentials().channel_secret,
     )
     if purchased is not None:
         PhoneNumber.objects.update_or_create(

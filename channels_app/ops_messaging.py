@@ -14,9 +14,9 @@ from agents.consent import consent_object, consent_record, consent_revoke, conse
 from agents.principals import Principal, resolve_agent_id
 from agents.selectors import agent_get_for_principal
 from channels_app.addresses import normalize_recipient
-from channels_app.channel_registry import CHANNEL_NAMES, MESSAGE_CHANNELS
+from channels_app.channel_registry import CHANNEL_NAMES
 from channels_app.delivery import messages_take_waiting
-from channels_app.services import SendRequest, message_send
+from channels_app.services import SendMessageInput, message_send
 from orchestrator.op_outputs import (
     ConsentCheckOutput,
     ConsentRecordOutput,
@@ -27,28 +27,10 @@ from orchestrator.op_outputs import (
 from orchestrator.operations import OperationInput, operation
 
 if TYPE_CHECKING:
-    MessageChannel = str
     ContactChannel = str
 else:
     # Literal of the registry's names, so the REST, MCP and OpenAPI schemas enumerate exactly those.
-    MessageChannel = Literal[MESSAGE_CHANNELS]
     ContactChannel = Literal[CHANNEL_NAMES]
-
-
-class SendMessageInput(OperationInput):
-    agent_id: str | None = Field(default=None, description="Optional with an agent token (taken from it).")
-    to: str = Field(description="E.164 number (sms, whatsapp), email address, or LINE user id.")
-    body: str = Field(description="The text, sent byte-exact.")
-    channel: MessageChannel = "sms"
-    subject: str | None = Field(default=None, description="Required for email.")
-    html: str | None = None
-    template_id: str | None = Field(default=None, description="WhatsApp template (Content SID); needed outside "
-                                    "the 24-hour window.")
-    template_vars: dict[str, Any] | None = None
-    media_urls: list[str] | None = Field(default=None, description="Media by http(s) URL.")
-    media_url: str | None = Field(default=None, description="A single media URL (same as mediaUrls: [url]).")
-    idempotency_key: str | None = Field(default=None, max_length=200, description="Same key within 24 h: the "
-                                        "first result is returned and nothing is sent again.")
 
 
 @operation(
@@ -65,19 +47,7 @@ class SendMessageInput(OperationInput):
 )
 def send_message(principal: Principal, data: SendMessageInput) -> dict[str, Any]:
     agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
-    media = [*(data.media_urls or []), *([data.media_url] if data.media_url else [])]
-    request = SendRequest(
-        channel=data.channel,
-        to=data.to,
-        body=data.body,
-        subject=data.subject or "",
-        html=data.html,
-        template_id=data.template_id,
-        template_vars=data.template_vars or {},
-        media_urls=tuple(media),
-        idempotency_key=data.idempotency_key or "",
-    )
-    return message_send(agent=agent, request=request)
+    return message_send(agent=agent, request=data)
 
 
 class WaitingMessagesInput(OperationInput):

@@ -11,21 +11,21 @@ is charged or counted as sent. Demo mode's sandbox goes through the same steps, 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from pydantic import Field
 
 from agents.consent import opt_out_record
 from agents.crypto import decrypt
 from agents.models import Agent, AgentLimits
 from agents.services import default_email_address
 from agents.usage import Reservation, usage_record_create, usage_release, usage_reprice
-from channels_app.addresses import MESSAGE_CHANNELS, normalize_recipient
-from channels_app.channel_registry import BY_NAME
+from channels_app.addresses import normalize_recipient
+from channels_app.channel_registry import BY_NAME, MESSAGE_CHANNELS
 from channels_app.models import Direction, Message, MessageStatus
 from channels_app.policy import policy_check, policy_reserve
 from channels_app.providers.base import (
@@ -36,23 +36,38 @@ from channels_app.providers.base import (
 )
 from orchestrator import metrics, sql
 from orchestrator.errors import ApiError
+from orchestrator.operations import OperationInput
 
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
-@dataclass(frozen=True)
-class SendRequest:
-    channel: str
-    to: str
-    body: str
-    subject: str = ""
+if TYPE_CHECKING:
+    MessageChannel = str
+else:
+    # Literal of the registry's names, so the REST, MCP and OpenAPI schemas enumerate exactly those.
+    MessageChannel = Literal[MESSAGE_CHANNELS]
+
+
+class SendMessageInput(OperationInput):
+    agent_id: str | None = Field(default=None, description="Optional with an agent token (taken from it).")
+    to: str = Field(description="E.164 number (sms, whatsapp), email address, or LINE user id.")
+    body: str = Field(description="The text, sent byte-exact.")
+    channel: MessageChannel = "sms"
+    subject: str | None = Field(default=None, description="Required for email.")
     html: str | None = None
-    template_id: str | None = None
-    template_vars: dict[str, Any] = field(default_factory=dict)
-    media_urls: tuple[str, ...] = ()
-    idempotency_key: str = ""
+    template_id: str | None = Field(default=None, description="WhatsApp template (Content SID); needed outside "
+                                    "the 24-hour window.")
+    template_vars: dict[str, Any] | None = None
+    media_urls: list[str] | None = Field(default=None, description="Media by http(s) URL.")
+    media_url: str | None = Field(default=None, description="A single media URL (same as mediaUrls: [url]).")
+    idempotency_key: str | None = Field(default=None, max_length=200, description="Same key within 24 h: the "
+                                        "first result is returned and nothing is sent again.")
+
+    def all_media_urls(self) -> tuple[str, ...]:
+        """mediaUrls and mediaUrl together, in that order."""
+        return (*(self.media_urls or ()), *((self.media_url,) if self.media_url else ()))
 
 
 def send_result(message: Message) -> dict[str, Any]:
@@ -90,21 +105,27 @@ def provider_api_error(error: ProviderNotConfigured | ProviderError) -> ApiError
     )
 
 
-def _validate(request: SendRequest) -> SendRequest:
+def _validate(request: SendMessageInput) -> SendMessageInput:
+    """The request checked, in the form the rest of the send reads: recipient normalised, absent optional
+    fields as empty values, mediaUrl folded into mediaUrls."""
     if request.channel not in MESSAGE_CHANNELS:
         raise ApiError(400, "invalid_request", f"Unknown channel {request.channel!r}; use one of "
                        f"{', '.join(MESSAGE_CHANNELS)}.", field="channel")
-    if request.channel == "email" and not request.subject.strip():
+    media = request.all_media_urls()
+    if request.channel == "email" and not (request.subject or "").strip():
         raise ApiError(400, "invalid_request", "An email needs a subject.", field="subject")
-    if not request.body and not request.media_urls and not request.template_id:
+    if not request.body and not media and not request.template_id:
         raise ApiError(400, "invalid_request", "body must not be empty.", field="body")
-    for index, url in enumerate(request.media_urls):
+    for index, url in enumerate(media):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ApiError(400, "invalid_request", f"Media travels by http(s) URL; {url!r} is not one.",
                            field=f"mediaUrls.{index}")
     to = normalize_recipient(request.channel, request.to)
-    return SendRequest(**{**request.__dict__, "to": to})
+    return request.model_copy(update={
+        "to": to, "subject": request.subject or "", "template_vars": request.template_vars or {},
+        "media_urls": list(media), "media_url": None, "idempotency_key": request.idempotency_key or "",
+    })
 
 
 def sender_address(agent: Agent, channel: str) -> str:
@@ -138,13 +159,15 @@ def _idempotent_replay(agent: Agent, key: str) -> Message | None:
     return None
 
 
-def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
+def message_send(*, agent: Agent, request: SendMessageInput) -> dict[str, Any]:
     """Send one message after the §6.2 policy checks; returns the §6.1 send-message body."""
     from channels_app.providers.registry import messaging_provider
 
     request = _validate(request)
-    if request.idempotency_key:
-        previous = _idempotent_replay(agent, request.idempotency_key)
+    media = request.all_media_urls()
+    idempotency_key = request.idempotency_key or ""
+    if idempotency_key:
+        previous = _idempotent_replay(agent, idempotency_key)
         if previous is not None:
             return send_result(previous)
     policy_check(agent=agent, channel=request.channel, to=request.to)
@@ -156,7 +179,7 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         raise provider_api_error(exc) from None
     from channels_app.providers.pricing import estimate_message_cost
 
-    estimate, _segments = estimate_message_cost(request.channel, request.body, len(request.media_urls))
+    estimate, _segments = estimate_message_cost(request.channel, request.body, len(media))
     limits = getattr(agent, "limits", None) or AgentLimits.objects.get_or_create(agent=agent)[0]
     try:
         with transaction.atomic():
@@ -169,13 +192,13 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
                 channel=request.channel,
                 from_address=from_address,
                 to_address=request.to,
-                subject=request.subject,
+                subject=request.subject or "",
                 body=request.body,
                 html=request.html,
-                media_urls=list(request.media_urls),
+                media_urls=list(media),
                 status=MessageStatus.PENDING,
                 provider=provider.name,
-                idempotency_key=request.idempotency_key,
+                idempotency_key=idempotency_key,
             ))
             record_id = usage_record_create(agent=agent, action_type="send_message", channel=request.channel,
                                             cost=estimate, reference=message.pk)
@@ -183,7 +206,7 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
                                          cost=estimate, template_id=request.template_id)
     except IntegrityError:
         # A concurrent request with the same idempotencyKey won the insert: answer with its message.
-        previous = Message.objects.filter(agent=agent, idempotency_key=request.idempotency_key).first()
+        previous = Message.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
         if previous is None:
             raise
         return send_result(previous)
@@ -193,11 +216,11 @@ def message_send(*, agent: Agent, request: SendRequest) -> dict[str, Any]:
         from_address=from_address,
         to_address=request.to,
         body=request.body,
-        subject=request.subject,
+        subject=request.subject or "",
         html=request.html,
-        media_urls=request.media_urls,
+        media_urls=media,
         template_id=request.template_id,
-        template_vars=request.template_vars,
+        template_vars=request.template_vars or {},
         agent_id=agent.pk,
         # Our message id doubles as the provider's idempotency key, so a provider-side retry sends once.
         idempotency_key=message.pk,

@@ -13,7 +13,7 @@ from agents.models import AgentLimits, AgentStatus, OptOut, UsageBucket
 from agents.usage import usage_reserve
 from channels_app.models import Direction, Message
 from channels_app.policy import QuietHours, next_allowed_at, policy_check, recipient_time_zones
-from channels_app.services import SendRequest, message_send
+from channels_app.services import SendMessageInput, message_send
 from orchestrator.errors import ApiError
 from tests.ops_helpers import Api, agent_with_numbers
 
@@ -373,7 +373,7 @@ def concurrent_sends(agent_ids: list[str], threads_count: int) -> list[str]:
             agent = Agent.objects.select_related("organization", "limits").get(pk=agent_ids[index % len(agent_ids)])
             barrier.wait()
             try:
-                message_send(agent=agent, request=SendRequest(channel="sms", to=TO, body=f"n{index}"))
+                message_send(agent=agent, request=SendMessageInput(channel="sms", to=TO, body=f"n{index}"))
                 outcome = "sent"
             except ApiError as exc:
                 outcome = exc.code

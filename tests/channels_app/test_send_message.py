@@ -312,7 +312,7 @@ def test_it_records_an_opt_out_when_the_sandbox_says_the_recipient_unsubscribed(
 
 def test_it_records_an_unexpected_sandbox_error_as_a_failed_row_and_raises_it(demo, agent, monkeypatch):
     from channels_app.providers.sandbox import SandboxMessagingProvider
-    from channels_app.services import SendRequest, message_send
+    from channels_app.services import SendMessageInput, message_send
 
     row, _ = agent
 
@@ -321,7 +321,7 @@ def test_it_records_an_unexpected_sandbox_error_as_a_failed_row_and_raises_it(de
 
     monkeypatch.setattr(SandboxMessagingProvider, "send", broken)
     with pytest.raises(RuntimeError, match="boom"):
-        message_send(agent=row, request=SendRequest(channel="sms", to=TO, body="x"))
+        message_send(agent=row, request=SendMessageInput(channel="sms", to=TO, body="x"))
     message = Message.objects.get()
     assert (message.status, message.error_code) == ("failed", "internal_error")
     assert all(b.actions == 0 for b in UsageBucket.objects.all())
@@ -410,7 +410,7 @@ def test_it_records_the_send_and_its_usage_before_the_provider_call_and_the_outc
     demo, agent, monkeypatch
 ):
     from channels_app.providers.sandbox import SandboxMessagingProvider
-    from channels_app.services import SendRequest, message_send
+    from channels_app.services import SendMessageInput, message_send
 
     row, token = agent
     assert Api(token).post("send-message", {"to": TO, "body": "first"})[0] == 200
@@ -426,7 +426,7 @@ def test_it_records_the_send_and_its_usage_before_the_provider_call_and_the_outc
     monkeypatch.setattr(SandboxMessagingProvider, "send", watching)
     row = type(row).objects.select_related("organization", "limits").get(pk=row.pk)
     with CaptureQueriesContext(connection) as captured:
-        message_send(agent=row, request=SendRequest(channel="sms", to=TO, body="x"))
+        message_send(agent=row, request=SendMessageInput(channel="sms", to=TO, body="x"))
     assert seen["row"] == "pending" and seen["recorded"] is True
     before = seen["before"]
     assert before[:2] == ["SELECT agents_optout", "SELECT agents_channeladdress"]
