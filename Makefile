@@ -42,6 +42,8 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	# No private API or monkeypatch of a library (issue 15): exceptions in tools/private_access_allowlist.txt.
+	$(PY) tools/check_private_access.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3

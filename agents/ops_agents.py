@@ -53,7 +53,6 @@ class UsageInput(AgentInput):
 
 @operation(
     path="usage",
-    scans_history=True,
     method="GET",
     tool="comms_get_usage_dashboard",
     input_model=UsageInput,
@@ -71,7 +70,6 @@ class BillingInput(AgentInput):
 
 @operation(
     path="billing",
-    scans_history=True,
     method="GET",
     tool="comms_get_billing_summary",
     input_model=BillingInput,

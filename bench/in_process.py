@@ -7,8 +7,9 @@
 - `send`: `POST /api/v1/send-message`, an SMS in demo mode (policy, limits, usage, sandbox provider).
 - `webhook`: a signed inbound Twilio SMS webhook (signature, agent read, stored, delivery routed).
 
-The requests run on the event loop's thread (LOCAL_WORK_ON_LOOP, forced on for PostgreSQL too), so the
-figures are the application's own cost; a server adds its HTTP layer (bench/README.md). CPU per request moves with the host's load;
+The requests run as under a server: read on the event loop, handled on the worker pool (one thread here,
+WORKER_THREADS=1, so that `--profile` sees every request), so the figures are the application's own cost
+with its thread hops; a server adds its HTTP layer (bench/README.md). CPU per request moves with the host's load;
 `--callgrind` runs under valgrind and prints instructions per request, which do not, for A/B of small
 changes (about a minute per run):
 
@@ -116,11 +117,10 @@ async def _agent_with_high_limits(application: Any) -> tuple[str, str]:
 
 async def measure(args: argparse.Namespace) -> None:
     from orchestrator.asgi import application
+    from orchestrator.workers import run_blocking
 
     if args.mode == "webhook":
-        from orchestrator.workers import run_local
-
-        token, agent_id = await run_local(create_agent, WEBHOOK_AGENT), WEBHOOK_AGENT
+        token, agent_id = await run_blocking(create_agent, WEBHOOK_AGENT), WEBHOOK_AGENT
     else:
         token, agent_id = await _agent_with_high_limits(application)
     requests = Requests(args.mode, token, agent_id)
@@ -140,7 +140,7 @@ async def measure(args: argparse.Namespace) -> None:
         import cProfile
 
         profiler = cProfile.Profile()
-        profiler.enable()
+        await run_blocking(profiler.enable)  # the pool's one thread, where the requests are handled
     if args.callgrind:
         subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True)
     cpu, wall = time.process_time(), time.perf_counter()
@@ -150,7 +150,7 @@ async def measure(args: argparse.Namespace) -> None:
     if args.callgrind:
         subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
     if profiler is not None:
-        profiler.disable()
+        await run_blocking(profiler.disable)
         profiler.dump_stats(args.profile)
     print(f"{args.mode}: {cpu / args.requests * 1e6:.0f} µs CPU per request ({wall / args.requests * 1e6:.0f} µs wall), "
           f"{args.requests} requests, statuses {statuses}")
@@ -171,9 +171,7 @@ def main() -> None:
         if args.mode == "webhook":
             env.update(DEMO_MODE="false", TWILIO_AUTH_TOKEN=TWILIO_TOKEN)
         prepare_database(env)
-        # No worker-pool hop: these requests wait on nothing but the database, so with LOCAL_WORK_ON_LOOP
-        # (the default on SQLite) they run on the event loop's thread; forced on for PostgreSQL too.
-        env["LOCAL_WORK_ON_LOOP"] = "true"
+        env["WORKER_THREADS"] = "1"
         setup_django(env)
         asyncio.run(measure(args))
 

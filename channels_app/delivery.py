@@ -36,7 +36,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import BaseCache
@@ -50,7 +49,7 @@ from agents.models import AgentStatus
 from channels_app.models import Direction, Message, MessageKind
 from channels_app.selectors import waiting_message_object
 from orchestrator import sql
-from orchestrator.workers import calling_event_loop, loop_work_first, run_blocking, run_local
+from orchestrator.workers import calling_event_loop, run_blocking
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -347,12 +346,10 @@ def callbacks_due(*, limit: int = 100) -> list[str]:
 # --- the live session ----------------------------------------------------------------------------
 
 def _db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """`fn`, which waits on nothing but the database, through run_local (connection upkeep included):
-    on the shared worker pool, or on the loop's own thread when LOCAL_WORK_ON_LOOP. Callbacks, which
-    wait on the agent's server, go to the pool with run_blocking."""
+    """`fn` (the ORM) on the worker pool, connection upkeep included: never on the event loop."""
 
     async def call(*args: Any, **kwargs: Any) -> T:
-        return await run_local(fn, *args, **kwargs)
+        return await run_blocking(fn, *args, **kwargs)
 
     return call
 
@@ -369,9 +366,7 @@ async def _push_claimed(message: Message) -> bool:
 
     sent = False
     try:
-        # The notification goes out before any queued request starts (orchestrator.workers.run_local).
-        async with loop_work_first():
-            sent = await notify_agent(message.agent_id, waiting_message_object(message))
+        sent = await notify_agent(message.agent_id, waiting_message_object(message))
     except Exception:
         logger.exception("Pushing %s to its agent failed", message.pk)
     if sent:
@@ -679,7 +674,9 @@ def _run_delivery(start: Callable[[], Coroutine[Any, Any, object]], message_id: 
     if loop is not None:
         _spawn(start)
         return
-    main_loop = calling_event_loop() or getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    # Work the server's loop handed to orchestrator.workers knows that loop; anything else (a command,
+    # the test client, a thread of its own) delivers on the loop outside the server.
+    main_loop = calling_event_loop()
     if main_loop is not None and main_loop.is_running():
         # A fresh context: the request's ThreadSensitiveContext must not leak into a task that outlives it.
         main_loop.call_soon_threadsafe(_spawn, start, context=contextvars.Context())

@@ -30,7 +30,7 @@ from django.conf import settings
 from orchestrator import metrics
 
 if TYPE_CHECKING:
-    from mcp.server.connection import Connection
+    from mcp.server.session import ServerSession
     from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ class LiveSession:
     """One initialized MCP session that can receive server-initiated messages."""
 
     agent_id: str
-    connection: Connection
+    # The SDK's session object of the `notifications/initialized` request: its notifications and requests
+    # without a related request id go on the connection's standalone channel, which outlives the request.
+    session: ServerSession
     transport: str
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -75,7 +77,7 @@ class LiveSession:
     def can_sample(self) -> bool:
         from mcp_types import ClientCapabilities, SamplingCapability
 
-        return self.connection.check_capability(ClientCapabilities(sampling=SamplingCapability()))
+        return self.session.check_client_capability(ClientCapabilities(sampling=SamplingCapability()))
 
 
 ConnectListener = Callable[[str], Awaitable[None]]
@@ -232,11 +234,9 @@ def connected_agent_ids_sync(agent_ids: list[str]) -> set[str]:
 async def _push_notification(session: LiveSession, event: dict[str, Any]) -> bool:
     if _sessions.get(session.agent_id) is not session:
         return False
-    # Connection.log() is marked deprecated (logging is gone at 2026-07-28); we only register
-    # handshake-era sessions, where notifications/message is the contract's delivery channel.
-    await session.connection.notify(
-        "notifications/message", {"level": "info", "logger": INBOUND_LOGGER, "data": event}
-    )
+    # Logging is gone at 2026-07-28; we only register handshake-era sessions, where notifications/message
+    # is the contract's delivery channel and send_log_message sends on the connection's standalone channel.
+    await session.session.send_log_message(level="info", data=event, logger=INBOUND_LOGGER)
     return True
 
 
@@ -248,7 +248,13 @@ async def _sample_local(
     system_prompt: str | None,
     max_tokens: int,
 ) -> str:
-    from mcp_types import CreateMessageRequest, CreateMessageRequestParams, SamplingMessage, TextContent
+    from mcp_types import (
+        CreateMessageRequest,
+        CreateMessageRequestParams,
+        CreateMessageResult,
+        SamplingMessage,
+        TextContent,
+    )
 
     if not session.can_sample:
         raise SamplingNotSupported(session.agent_id)
@@ -262,7 +268,7 @@ async def _sample_local(
             max_tokens=max_tokens,
         )
     )
-    result = await asyncio.wait_for(session.connection.send_request(request), timeout=timeout)
+    result = await asyncio.wait_for(session.session.send_request(request, CreateMessageResult), timeout=timeout)
     content = result.content
     blocks = content if isinstance(content, list) else [content]
     return "".join(getattr(block, "text", "") for block in blocks)

@@ -15,14 +15,11 @@ scope, which the SDK hands to every handler as `ctx.request`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from django.conf import settings
-from mcp.server._otel import OpenTelemetryMiddleware
-from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp_types import (
@@ -43,12 +40,13 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from agents.principals import Principal
 from orchestrator import agent_registry, metrics
 from orchestrator.errors import ApiError
-from orchestrator.operations import Operation, operations_by_tool, render_text, runs_on_the_loop
-from orchestrator.workers import run_blocking, run_local, run_long
+from orchestrator.operations import Operation, operations_by_tool, render_text
+from orchestrator.workers import run_blocking, run_long
 
 logger = logging.getLogger(__name__)
 
 BINDING_SCOPE_KEY = "comms.binding"
+SESSION_SCOPE_KEY = "comms.session_id"
 TRANSPORT_SSE = "sse"
 TRANSPORT_STREAMABLE = "streamable-http"
 
@@ -102,11 +100,6 @@ async def _list_tools(ctx: ServerRequestContext[Any, Any], params: PaginatedRequ
     return _tool_list()
 
 
-def tool_result_wire(body: dict[str, Any], *, is_error: bool = False) -> dict[str, Any]:
-    """`tool_result` as the dict it dumps to, for a caller that serializes it itself."""
-    return {"content": [{"type": "text", "text": render_text(body)}], "structuredContent": body, "isError": is_error}
-
-
 async def _call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> CallToolResult:
     body, is_error = await call_tool(binding_of(ctx), params.name, params.arguments)
     return tool_result(body, is_error=is_error)
@@ -137,34 +130,12 @@ async def call_tool(binding: Binding | None, name: str, raw_arguments: dict[str,
     return result, False
 
 
-def served_without_dispatch(name: str) -> bool:
-    """Whether the transport gate may answer a `tools/call` of `name` itself (see mcp_transport).
-
-    Only short tools: a long poll stays with the SDK's dispatcher, where `notifications/cancelled`
-    can end it. Only while the server has no middleware (tracing) and no cache hint for the method,
-    which would have to see or shape the call.
-    """
-    operation = _tools().get(name)
-    if operation is None or operation.long_running:
-        return False
-    server = get_server()
-    return not server.middleware and "tools/call" not in server.cache_hints
-
-
-# Operations that neither touch the database nor do other I/O run on the event loop: for them the
-# hop to a worker thread costs more than the call (see bench/README.md).
-NON_BLOCKING_TOOLS = frozenset({"comms_ping"})
-
 async def run_operation(operation: Operation, principal: Principal, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Run an operation's synchronous service (the ORM) off the event loop: a long poll or a slow
-    provider call of one agent must not stall every other session. Operations that wait on nothing but
-    the database go through run_local (on the loop's own thread when LOCAL_WORK_ON_LOOP)."""
-    if operation.tool in NON_BLOCKING_TOOLS:
-        return operation.run(principal, arguments)
+    """Run an operation (its validation and its synchronous service) off the event loop, whatever it
+    does: a slow provider call, a locked database or a long poll of one agent must not stall every other
+    session. Long polls go to their own pool (orchestrator.workers.long_pool)."""
     if operation.long_running:
         return await run_long(operation.run, principal, arguments)
-    if runs_on_the_loop(operation):
-        return await run_local(operation.run, principal, arguments)
     return await run_blocking(operation.run, principal, arguments)
 
 
@@ -180,37 +151,34 @@ def binding_of(ctx: ServerRequestContext[Any, Any]) -> Binding | None:
     return binding if isinstance(binding, Binding) else None
 
 
-def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
-    # The per-request ServerSession wraps the connection-scoped Connection, whose standalone
-    # channel carries server-initiated messages after the request is gone. The SDK does not
-    # expose it on the low-level context (only MCPServer's Context has `.connection`).
-    return ctx.session._connection  # noqa: SLF001
+def session_id_of(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """The transport's id of the session this request belongs to, as the gate found it."""
+    scope = getattr(ctx.request, "scope", None)
+    session_id = scope.get(SESSION_SCOPE_KEY) if isinstance(scope, dict) else None
+    return session_id if isinstance(session_id, str) else None
 
 
 async def _on_initialized(ctx: ServerRequestContext[Any, Any], params: NotificationParams) -> None:
     binding = binding_of(ctx)
-    connection = connection_of(ctx)
-    if connection.session_id:
-        # Streamable HTTP: when the session ends (DELETE, idle timeout, crash) forget its pin.
-        streams.connections[connection.session_id] = connection
-        connection.exit_stack.callback(streams.forget, connection.session_id)
-    if binding is None or binding.agent_id is None:
+    session_id = session_id_of(ctx)
+    if binding is None or binding.agent_id is None or session_id is None:
         return
-    session = agent_registry.LiveSession(agent_id=binding.agent_id, connection=connection, transport=binding.transport)
-    connection.state["comms.live_session"] = session
-    connection.exit_stack.push_async_callback(agent_registry.unregister_session, session)
+    # ctx.session sends what it is not given a request id for on the connection's standalone channel,
+    # which lives as long as the session: it is how the registry reaches the agent later.
+    live = agent_registry.LiveSession(agent_id=binding.agent_id, session=ctx.session, transport=binding.transport)
     if binding.transport == TRANSPORT_SSE:
-        # The SSE stream is open for the session's whole life: it is reachable now.
-        await agent_registry.register_session(session)
+        # The SSE stream is open for the session's whole life: it is reachable now, and until the gate's
+        # stream ends (streams.ended).
+        streams.sessions[session_id] = live
+        await agent_registry.register_session(live)
     else:
         # Streamable HTTP reaches a client only while it holds its GET stream open.
-        await streams.attach(connection.session_id, session)
+        await streams.attach(session_id, live)
 
 
 async def _set_logging_level(ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
-    # Recorded for the client's benefit; inbound events are always sent at `info`, because they
-    # are the agent's mail, not diagnostics a client may turn down.
-    connection_of(ctx).state["comms.log_level"] = params.level
+    # Accepted for the client's benefit; inbound events are always sent at `info`, because they are the
+    # agent's mail, not diagnostics a client may turn down.
     return EmptyResult()
 
 
@@ -223,26 +191,25 @@ class StreamTracker:
 
     def __init__(self) -> None:
         self.open_streams: dict[str, int] = {}
+        # Initialized sessions bound to an agent, by the transport's session id, until they end.
         self.sessions: dict[str, agent_registry.LiveSession] = {}
-        # Every initialized session's connection, for the gate's tool-call path (its negotiated
-        # protocol version); dropped when the session ends.
-        self.connections: dict[str, Connection] = {}
-        # Called with the session id when a Streamable HTTP session ends (the gate drops its pin).
-        self.forget_listeners: list[Callable[[str], object]] = []
 
-    async def attach(self, session_id: str | None, session: agent_registry.LiveSession) -> None:
-        if session_id is None:
-            return
+    async def attach(self, session_id: str, session: agent_registry.LiveSession) -> None:
+        if len(self.sessions) >= MAX_TRACKED_SESSIONS:
+            # Sessions the SDK ended on its own (idle timeout) without a request from their client since:
+            # none of them holds a stream.
+            for stale in [key for key in self.sessions if not self.open_streams.get(key)]:
+                del self.sessions[stale]
         self.sessions[session_id] = session
         if self.open_streams.get(session_id, 0) > 0:
             await agent_registry.register_session(session)
 
-    def forget(self, session_id: str) -> None:
-        self.sessions.pop(session_id, None)
-        self.connections.pop(session_id, None)
+    async def ended(self, session_id: str) -> None:
+        """The session is over (its SSE stream closed, a DELETE, or the SDK no longer knows it)."""
         self.open_streams.pop(session_id, None)
-        for listener in self.forget_listeners:
-            listener(session_id)
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            await agent_registry.unregister_session(session)
 
     async def opened(self, session_id: str) -> None:
         self.open_streams[session_id] = self.open_streams.get(session_id, 0) + 1
@@ -261,6 +228,7 @@ class StreamTracker:
             await agent_registry.unregister_session(session)
 
 
+MAX_TRACKED_SESSIONS = 10_000
 streams = StreamTracker()
 
 
@@ -280,10 +248,6 @@ def get_server() -> Server[Any]:
     server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_logging_level)
     server.add_notification_handler("notifications/initialized", NotificationParams, _on_initialized)
     server.add_request_handler("server/discover", RequestParams, _discover_handshake_era)
-    if not _tracing_configured():
-        # The SDK wraps every message in an OpenTelemetry span. With no tracer provider set up the
-        # spans go nowhere, yet cost a few percent of each tool call's CPU (bench/README.md).
-        server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
     return server
 
 
@@ -301,9 +265,3 @@ async def _discover_handshake_era(ctx: ServerRequestContext[Any, Any], params: R
         capabilities=get_server().get_capabilities(protocol_version=ctx.protocol_version),
         instructions=INSTRUCTIONS,
     )
-
-
-def _tracing_configured() -> bool:
-    from opentelemetry import trace
-
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)

@@ -9,8 +9,8 @@ behind one gate that, before anything reaches the MCP layer:
    principal gets 403, while an SSE POST with no credentials rides on the session's binding (the
    Claude Desktop style `?token=` URL config);
 4. resolves `agentId` for org and orchestrator tokens to one of their own agents;
-5. answers a plain Streamable HTTP `tools/call` of an initialized session itself, the way the SDK
-   would (see McpGate._serve_tool_call); everything else goes to the SDK.
+
+and then hands the request to the SDK's transport, as shipped.
 
 Refusals here are contract §3 JSON bodies. The Streamable HTTP session manager needs a running
 task group; daphne sends no ASGI lifespan, so it is started lazily on the first `/mcp` request.
@@ -19,50 +19,36 @@ task group; daphne sends no ASGI lifespan, so it is started lazily on the first 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import functools
 import hmac
 import json
 import logging
-import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
-import pydantic_core
 from django.conf import settings
-from mcp.server.connection import Connection
 from mcp.server.sse import SseServerTransport
-from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import INTERNAL_ERROR, ErrorData, JSONRPCError
-from mcp_types.methods import serialize_server_result
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
-from pydantic import ValidationError
 from starlette.types import Message
 
 from agents.authentication import authenticate_token, bearer_from_header, client_address_from
 from agents.principals import Principal, Role
 from agents.selectors import agent_get_for_principal
-from orchestrator import json_input
 from orchestrator.errors import ApiError
 from orchestrator.lifespan import on_shutdown
-from orchestrator.logging import RedactTokensFilter, redact
+from orchestrator.logging import RedactTokensFilter
 from orchestrator.mcp_server import (
     BINDING_SCOPE_KEY,
+    SESSION_SCOPE_KEY,
     TRANSPORT_SSE,
     TRANSPORT_STREAMABLE,
     Binding,
-    call_tool,
     get_server,
-    served_without_dispatch,
     streams,
-    tool_result_wire,
 )
 from orchestrator.workers import run_blocking
 
@@ -92,24 +78,8 @@ def install_request_log_redaction() -> None:
         target = logging.getLogger(name)
         if not any(isinstance(f, RedactTokensFilter) for f in target.filters):
             target.addFilter(RedactTokensFilter())
-    _redact_daphne_access_log()
-
-
-def _redact_daphne_access_log() -> None:
-    """daphne's CLI writes its access log straight to a stream, past `logging`; wrap its writer."""
-    try:
-        from daphne.access import AccessLogGenerator
-    except ImportError:
-        return
-    original = AccessLogGenerator.write_entry
-    if getattr(original, "redacts_tokens", False):
-        return
-
-    def write_entry(self: AccessLogGenerator, host: Any, date: Any, request: str, *args: Any, **kwargs: Any) -> None:
-        original(self, host, date, redact(request), *args, **kwargs)
-
-    write_entry.redacts_tokens = True  # type: ignore[attr-defined]
-    AccessLogGenerator.write_entry = write_entry  # type: ignore[method-assign]
+    # daphne's own CLI writes its access log straight to stdout, past `logging`: docs/deployment.md runs
+    # it with -v 0 (no access log). `manage.py runserver` logs requests through `logging`, filtered above.
 
 
 def mcp_http_mounts() -> dict[str, Any]:
@@ -224,10 +194,7 @@ class McpGate:
         self.http_pins: dict[str, Pin] = {}
         self._managers: dict[asyncio.AbstractEventLoop, StreamableHTTPSessionManager] = {}
         self._manager_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-        streams.forget_listeners.append(self._forget_http_pin)
-
-    def _forget_http_pin(self, session_id: str) -> None:
-        self.http_pins.pop(session_id, None)
+        self._manager_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         guard = _ResponseGuard(send)
@@ -289,6 +256,7 @@ class McpGate:
         finally:
             for session_id in session_ids:
                 self.sse_pins.pop(session_id, None)
+                await streams.ended(session_id)
 
     async def _serve_sse_post(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         session_id = _query(scope).get("session_id", "")
@@ -297,6 +265,7 @@ class McpGate:
             raise ApiError(404, "not_found", "No open MCP session with that session_id; open GET /sse first.")
         await _check_pin(scope, headers, pin, token=bearer_from_header(headers.get("authorization")) or _query(scope).get("token"))
         scope[BINDING_SCOPE_KEY] = pin.binding
+        scope[SESSION_SCOPE_KEY] = session_id.replace("-", "").lower()
         await self.sse.handle_post_message(scope, receive, send)
 
     # Streamable HTTP
@@ -310,6 +279,7 @@ class McpGate:
             pin = self.http_pins[session_id]
             await _check_pin(scope, headers, pin, token=token, required=True)
             scope[BINDING_SCOPE_KEY] = pin.binding
+            scope[SESSION_SCOPE_KEY] = session_id
             await self._serve_pinned(manager, session_id, scope, receive, send)
             return
         principal = await _authenticate(scope, headers, token)
@@ -333,11 +303,6 @@ class McpGate:
         if scope["method"] == "GET":
             await self._serve_get_stream(manager, session_id, scope, receive, send)
             return
-        if scope["method"] == "POST":
-            replay = await self._serve_tool_call(manager, session_id, scope, receive, send)
-            if replay is None:
-                return
-            receive = replay
         status: list[int] = []
 
         async def watch(message: Message) -> None:
@@ -347,42 +312,9 @@ class McpGate:
 
         await manager.handle_request(scope, receive, watch)
         if scope["method"] == "DELETE" or (status and status[0] == 404):
+            # Ended by its client, or gone from the SDK (idle timeout): forget it.
             self.http_pins.pop(session_id, None)
-
-    async def _serve_tool_call(
-        self, manager: StreamableHTTPSessionManager, session_id: str, scope: Scope, receive: Receive, send: Send
-    ) -> Receive | None:
-        """Answer a plain `tools/call` of an initialized session here; None once answered.
-
-        Through the SDK a tool call crosses its session manager, transport, two memory streams, the
-        session's read loop, a task of its own and the response router before the same tool runs:
-        about 40 % of the server CPU of a `comms_ping` and 20 % of a `comms_send_message` (uvicorn,
-        one client). Here it is the same call (`mcp_server.call_tool`), with the response
-        shaped by the SDK's own serializer for the session's negotiated version, while the session's
-        idle clock sees it as a request in flight. Anything else - another method, a malformed or
-        oversized body, unusual headers, `_meta`, a long-running tool, a session not yet initialized
-        or ending - returns a `receive` that replays what was read, for the SDK to serve as before.
-        """
-        connection = streams.connections.get(session_id)
-        transport = manager._server_instances.get(session_id)  # noqa: SLF001  # the SDK has no public lookup
-        if connection is None or transport is None or not _session_serving(transport, connection):
-            return receive
-        if not _plain_json_post(scope):
-            return receive
-        messages, body = await _read_body(receive)
-        replay = _replaying(messages, receive)
-        call = _tool_call(body) if body is not None else None
-        if call is None or not served_without_dispatch(call[1]):
-            return replay
-        request_id, name, arguments = call
-        with _in_flight(transport):
-            outcome, is_error = await call_tool(scope.get(BINDING_SCOPE_KEY), name, arguments)
-            answer = _tool_call_response(request_id, tool_result_wire(outcome, is_error=is_error), connection.protocol_version)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode()),
-                   (SESSION_HEADER, session_id.encode("latin-1"))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": answer})
-        return None
+            await streams.ended(session_id)
 
     async def _serve_get_stream(
         self, manager: StreamableHTTPSessionManager, session_id: str, scope: Scope, receive: Receive, send: Send
@@ -426,6 +358,7 @@ class McpGate:
                 for old in [old for old in self._managers if old.is_closed()]:
                     del self._managers[old]
                     self._manager_lock.pop(old, None)
+                    self._manager_tasks.pop(old, None)
                 manager = StreamableHTTPSessionManager(
                     app=get_server(),
                     security_settings=sdk_security_settings(),
@@ -454,114 +387,8 @@ class McpGate:
 
                 on_shutdown(stop_manager)
                 # Keep a reference so the task is not garbage-collected while it runs.
-                manager._comms_task = task  # type: ignore[attr-defined]
+                self._manager_tasks[loop] = task
         return manager
-
-
-# --- tool calls answered by the gate (see McpGate._serve_tool_call) ------------------------------
-
-
-def _session_serving(transport: StreamableHTTPServerTransport, connection: Connection) -> bool:
-    idle = transport.idle_scope
-    return not transport.is_terminated and connection.initialize_accepted and not (idle is not None and idle.cancel_called)
-
-
-def _plain_json_post(scope: Scope) -> bool:
-    """The headers the SDK accepts without a word: JSON in, JSON accepted, a handshake-era version."""
-    content_type = accept = version = length = None
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            content_type = value
-        elif name == b"accept":
-            accept = value
-        elif name == b"mcp-protocol-version":
-            version = value
-        elif name == b"content-length":
-            length = value
-    if content_type is None or content_type.split(b";", 1)[0] != b"application/json" or accept is None:
-        return False
-    if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
-        return False
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-        return False
-    media = {part.split(b";", 1)[0].strip().lower() for part in accept.split(b",")}
-    return bool(media & {b"application/json", b"application/*", b"*/*"})
-
-
-async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
-    """The request's messages as read, and its body (None: disconnected or over the size limit)."""
-    messages: list[Message] = []
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return messages, None
-        size += len(message.get("body", b""))
-        if size > MAX_BODY_BYTES:
-            return messages, None
-        if not message.get("more_body", False):
-            return messages, b"".join(m.get("body", b"") for m in messages)
-
-
-def _replaying(messages: list[Message], receive: Receive) -> Receive:
-    pending = collections.deque(messages)
-
-    async def replay() -> Message:
-        return pending.popleft() if pending else await receive()
-
-    return replay
-
-
-def _tool_call(body: bytes) -> tuple[int | str, str, dict[str, Any] | None] | None:
-    """(id, tool name, arguments) of a plain JSON-RPC `tools/call` request; None for anything else."""
-    try:
-        message = json_input.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or message.keys() != {"jsonrpc", "id", "method", "params"}:
-        return None
-    request_id, params = message["id"], message["params"]
-    if message["jsonrpc"] != "2.0" or message["method"] != "tools/call" or not isinstance(params, dict):
-        return None
-    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
-        return None
-    name, arguments = params.get("name"), params.get("arguments")
-    if not params.keys() <= {"name", "arguments"} or not isinstance(name, str):
-        return None
-    if arguments is not None and not isinstance(arguments, dict):
-        return None
-    return request_id, name, arguments
-
-
-def _tool_call_response(request_id: int | str, result: dict[str, Any], protocol_version: str) -> bytes:
-    """The JSON-RPC response the SDK would write: its per-version result serializer, its envelope."""
-    try:
-        wire = serialize_server_result("tools/call", protocol_version, result)
-    except ValidationError:
-        logger.exception("handler for 'tools/call' returned an invalid result")
-        error = ErrorData(code=INTERNAL_ERROR, message="Handler returned an invalid result")
-        return JSONRPCError(jsonrpc="2.0", id=request_id, error=error).model_dump_json(by_alias=True, exclude_unset=True).encode()
-    # What JSONRPCResponse(...).model_dump_json(by_alias=True, exclude_unset=True) writes, without
-    # validating the result a second time.
-    return pydantic_core.to_json({"jsonrpc": "2.0", "id": request_id, "result": wire})
-
-
-@contextlib.contextmanager
-def _in_flight(transport: StreamableHTTPServerTransport) -> Iterator[None]:
-    """Hold the session's idle clock as the SDK transport does for each request it serves."""
-    idle, timeout = transport.idle_scope, transport._idle_timeout  # noqa: SLF001
-    if idle is None or timeout is None:
-        yield
-        return
-    transport._requests_in_flight += 1  # noqa: SLF001
-    idle.deadline = math.inf
-    try:
-        yield
-    finally:
-        transport._requests_in_flight -= 1  # noqa: SLF001
-        if not transport._requests_in_flight:  # noqa: SLF001
-            idle.deadline = anyio.current_time() + timeout
 
 
 # --- helpers -------------------------------------------------------------------------------------

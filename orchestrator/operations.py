@@ -57,13 +57,9 @@ class Operation:
     # Holds its thread for seconds (a long poll): runs on the long-call pool so that waiting callers
     # cannot take every worker thread from ordinary requests (orchestrator.workers).
     long_running: bool = False
-    # May call a provider's API (live mode): runs on the worker pool, never on the event loop's thread
-    # (orchestrator.workers.run_local). In DEMO_MODE every provider is the sandbox, which calls nothing.
+    # May call a provider's API (live mode): the OpenAPI document lists 502/503 for it. Where the call runs
+    # does not depend on it: every operation runs on the worker pool (orchestrator.workers).
     calls_providers: bool = False
-    # Aggregates rows over a period (usage, billing): on a long history that takes a while, so it runs
-    # on the worker pool, where SQLite releases the interpreter lock during the scan and the event loop
-    # keeps serving everyone else; on the loop's thread it would hold every connection up.
-    scans_history: bool = False
     # Refusal statuses beyond those every operation of its kind answers (orchestrator.api_docs.error_statuses),
     # for the OpenAPI document: e.g. 409 for provision (agent_exists) and send-message (WhatsApp window).
     error_statuses: tuple[int, ...] = ()
@@ -92,7 +88,6 @@ def operation(
     output_model: type[BaseModel] | None = None,
     long_running: bool = False,
     calls_providers: bool = False,
-    scans_history: bool = False,
     error_statuses: tuple[int, ...] = (),
 ) -> Callable[[Callable[[Principal, InputT], dict[str, Any]]], Callable[[Principal, InputT], dict[str, Any]]]:
     def register(
@@ -115,7 +110,6 @@ def operation(
             output_model=output_model,
             long_running=long_running,
             calls_providers=calls_providers,
-            scans_history=scans_history,
             error_statuses=error_statuses,
         )
         return handler
@@ -127,23 +121,6 @@ def long_running_rest_paths() -> frozenset[str]:
     """The REST paths whose requests run on the long-call pool."""
     load_operation_modules()
     return frozenset(f"/api/v1/{op.path}" for op in OPERATIONS.values() if op.long_running)
-
-
-def runs_on_the_loop(operation: Operation) -> bool:
-    """Whether a call of `operation` may run on the event loop's thread (orchestrator.workers.run_local):
-    short work that waits on nothing but the database. Not a long poll, not a scan of a history, and no
-    provider's API to wait on (the sandbox's, in DEMO_MODE, calls nothing)."""
-    from django.conf import settings
-
-    if operation.long_running or operation.scans_history:
-        return False
-    return settings.DEMO_MODE or not operation.calls_providers
-
-
-def operations_by_rest_path() -> dict[str, Operation]:
-    """The operations by REST path, for the paths without path parameters."""
-    load_operation_modules()
-    return {f"/api/v1/{op.path}": op for op in OPERATIONS.values() if not op.path_params}
 
 
 def operations_by_tool() -> dict[str, Operation]:

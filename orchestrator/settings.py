@@ -111,31 +111,26 @@ MIDDLEWARE = [
     "orchestrator.middleware.JsonErrorPagesMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # BROWSER_MIDDLEWARE, for every path but the machine-facing ones (/api/, /webhooks/, /health*).
+    "orchestrator.middleware.BrowserOnlyMiddleware",
+    "orchestrator.request_metrics.PrometheusAfterMiddleware",  # django-prometheus's, labels looked up once
+    # Sync-only on purpose (see its docstring): the whole chain runs in sync mode, in one worker hop.
+    "orchestrator.middleware.ApiErrorMiddleware",
+]
+# What only browsers need (the admin and its /admin/api/: staff sessions with CSRF), in this order, run
+# by BrowserOnlyMiddleware where it stands in MIDDLEWARE. Machine-facing paths (bearer tokens and
+# provider signatures, never a browser session) skip them: every view there is csrf_exempt, and they
+# were half of a webhook's middleware cost. Sync-capable middleware without exception hooks only.
+BROWSER_MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "orchestrator.request_metrics.PrometheusAfterMiddleware",  # django-prometheus's, labels looked up once
-    # Last on purpose (see its docstring): keeps the whole chain in one thread hop under ASGI.
-    "orchestrator.middleware.ApiErrorMiddleware",
 ]
-# Machine-facing paths (/api/, /webhooks/, /health*: bearer tokens and provider signatures, never a
-# browser session) run this chain instead (orchestrator/http_handler.py picks it by path). It drops
-# what only browsers need: sessions, request.user, messages, CSRF (every view there is csrf_exempt),
-# X-Frame-Options. It keeps the request metrics, SecurityMiddleware's nosniff/Referrer-Policy/COOP
-# headers, CommonMiddleware's ALLOWED_HOSTS check and Content-Length, and the JSON errors. /admin/ and
-# /admin/api/ (staff sessions with CSRF) keep MIDDLEWARE. Sync-capable middleware only.
-API_MIDDLEWARE = [
-    # First on purpose: it must see the error pages every other middleware renders (see its docstring).
-    "orchestrator.middleware.JsonErrorPagesMiddleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "orchestrator.request_metrics.PrometheusAfterMiddleware",  # django-prometheus's, labels looked up once
-    "orchestrator.middleware.ApiErrorMiddleware",
-]
+# The admin's checks look for its middleware in MIDDLEWARE by class; they run from BROWSER_MIDDLEWARE.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 
 ROOT_URLCONF = "orchestrator.urls"
 ASGI_APPLICATION = "orchestrator.asgi.application"
@@ -171,12 +166,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # which keeps its database connection this many seconds: a process holds at most WORKER_THREADS
 # connections. 0 reconnects for every request (slow: a fresh connection costs more than most requests).
 WORKER_THREADS: int = env.int("WORKER_THREADS", 32, minimum=1, maximum=256)
-# How many of those threads may run at once; the others wait their turn, first come first served
+# How many of those threads run calls at once; queued calls wait for a slot, first come first served
 # (orchestrator.workers). Python runs one thread at a time anyway: on SQLite, whose writes queue on one
 # lock too, 20 threads runnable at once cost ~15 % more CPU per webhook and p99 61-65 ms against 44-49 ms
-# with one turn (bench/README.md). A thread waiting on a provider's API gives its turn away, so slow
-# provider calls still overlap. On PostgreSQL, whose queries wait on the network, turns cost throughput
-# and save no CPU: no limit by default. 0: no limit.
+# with one slot (bench/README.md). A thread waiting on a provider's API lends its slot meanwhile, and the
+# pool lends another whenever its running calls make no progress for 0.1 s (a locked database), so slow
+# or stuck calls never hold the others up for long. On PostgreSQL, whose queries wait on the network,
+# slots cost throughput and save no CPU: no limit by default. 0: no limit.
 WORKER_CPU_SLOTS: int = env.int(
     "WORKER_CPU_SLOTS", 1 if DATABASES["default"]["ENGINE"] == "orchestrator.sqlite_backend" else 0,
     minimum=0, maximum=256,
@@ -194,19 +190,6 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
-# Short work that waits on nothing but the database runs on the event loop's own thread instead of a
-# worker thread when the database is a local SQLite file and nothing else is networked (no REDIS_URL):
-# webhooks that call no provider, REST requests and MCP tool calls of operations that call no provider
-# (every one in DEMO_MODE, whose providers are the sandbox) except long polls and the usage and billing
-# scans, and the delivery bookkeeping after a push. Python runs one thread at a time, so such work held
-# the loop up on a worker thread as well; what the hop added was two thread wake-ups and the interpreter
-# lock passed back and forth, which on a small VM cost more CPU than a webhook's own work
-# (bench/README.md). Anything that may wait on a provider's API or another host still runs on the
-# worker pool. orchestrator.workers.run_local has the details.
-LOCAL_WORK_ON_LOOP: bool = env.bool(
-    "LOCAL_WORK_ON_LOOP", DATABASES["default"]["ENGINE"] == "orchestrator.sqlite_backend" and not REDIS_URL
-)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,22 +1,30 @@
-"""The one pool of worker threads that runs blocking work (the ORM, provider SDKs) for the event loop.
+"""The worker threads that run all blocking work (the ORM, provider SDKs) for the event loop.
+
+One execution model in every configuration: the event loop reads and writes sockets; everything else
+(every HTTP request's Django handling, every MCP tool call, delivery bookkeeping) runs here. Nothing
+has to be declared for that: whatever a call does, it does on a worker thread.
 
 Django's own ASGI handler starts a new thread for every request (asgiref's ThreadSensitiveContext),
-so a request's database connection cannot outlive it: every request connected afresh, and a
-persistent connection per thread would pile up until PostgreSQL refuses clients. Here a fixed set
-of threads serves HTTP requests (`orchestrator.http_handler`) and MCP tool calls alike, and each
-thread keeps its connection between calls (`CONN_MAX_AGE`), as a WSGI server's threads do. Long
-polls (`comms_wait_for_message`) get a pool of their own, so waiting agents never hold the threads
-other requests need. A process therefore holds at most `WORKER_THREADS` + `LONG_CALL_THREADS`
-database connections.
+so a request's database connection cannot outlive it. Here a fixed set of threads serves HTTP requests
+(`orchestrator.http_handler`) and MCP tool calls alike, and each thread keeps its connection between
+calls (`CONN_MAX_AGE`), as a WSGI server's threads do. Long polls (`comms_wait_for_message`) get a
+pool of their own, so waiting agents never hold the threads other requests need. A process holds at
+most `WORKER_THREADS` + `LONG_CALL_THREADS` database connections.
 
-A slow provider call occupies one thread, not the process.
+**Slots.** At most `WORKER_CPU_SLOTS` threads of the pool run calls at once (0: no limit). Python
+executes one thread at a time, and many runnable threads contending for the interpreter lock cost CPU
+and stretch every request's latency. A thread holding a slot takes the next queued call as soon as it
+finishes one, so under load calls flow through hot threads without a thread wake-up each, which on the
+small VMs we measure on costs more than a short call (docs/decisions/002-worker-pool.md). A thread
+that waits on the network for a provider's API (`cpu_turn_released`, applied by the provider registry
+to every live adapter) lends its slot to another thread meanwhile (not inside a transaction: another
+thread could take the slot and then wait on this transaction's locks).
 
-At most `WORKER_CPU_SLOTS` of the pool's threads run at once; the rest wait for a turn before they
-start. Python executes one thread at a time, and many runnable threads contending for the interpreter
-lock cost CPU and stretch every request's latency. A thread that waits on the network for a provider's
-API (`cpu_turn_released`, applied by the provider registry to every live adapter) gives its turn away
-meanwhile, so slow provider calls still overlap. Inside a transaction it keeps its turn: another
-thread could otherwise take the turn and then wait on this transaction's locks.
+**Nothing undeclared stalls the others.** A call that blocks without saying so (a database lock, a
+network call outside the provider registry) keeps its slot, so while calls are queued the pool checks
+every `STALL_SECONDS` that its running threads made progress (a call finished, or CPU time was used);
+if none did, one more slot is lent, and kept while calls are queued. A blocked call then delays the
+others by about that long, and never the event loop.
 """
 
 from __future__ import annotations
@@ -27,8 +35,7 @@ import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 
@@ -38,104 +45,197 @@ from django.db import close_old_connections, connections
 
 T = TypeVar("T")
 
+STALL_SECONDS = 0.1
 
-_pool: ThreadPoolExecutor | None = None
-_long_pool: ThreadPoolExecutor | None = None
-class _Turns:
-    """A semaphore that hands a released turn straight to the longest waiter (first come, first
-    served). threading.Semaphore lets a newcomer take a freed turn ahead of the waiters, which left
-    some requests waiting behind dozens of others and tripled p99 latency."""
+_thread_state = threading.local()
 
-    def __init__(self, turns: int) -> None:
+
+class _Worker:
+    __slots__ = ("gate", "ident", "thread")
+
+    def __init__(self) -> None:
+        # Held while the thread sleeps: whoever hands it a slot releases it (a binary semaphore).
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.thread: threading.Thread | None = None
+        self.ident: int | None = None
+
+
+class WorkerPool:
+    """Threads that run queued calls, at most `slots` at a time (0: no limit); see the module docstring."""
+
+    def __init__(self, name: str, max_threads: int, slots: int) -> None:
+        self.name = name
+        self.max_threads = max_threads
+        self.slots = slots
         self._lock = threading.Lock()
-        self._free = turns
-        self._waiting: collections.deque[threading.Lock] = collections.deque()
+        self._pending: collections.deque[Callable[[], None]] = collections.deque()
+        self._idle: list[_Worker] = []  # most recently idle last: the hottest thread is woken first
+        self._workers: list[_Worker] = []
+        self._running = 0  # threads holding a slot
+        self._lent = 0  # slots lent by the stall check, returned as slots free up
+        self._returning: collections.deque[_Worker] = collections.deque()  # back from a network wait
+        self._finished = 0
+        self._watching = False
+        self._retired = False
 
-    def acquire(self) -> None:
+    def _limit(self) -> float:
+        return self.slots + self._lent if self.slots else float("inf")
+
+    # --- the event loop's side
+
+    def submit(self, loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> None:
         with self._lock:
-            if self._free and not self._waiting:
-                self._free -= 1
+            self._pending.append(call)
+            worker = self._dispatch_locked()
+            queued = bool(self._pending) and bool(self.slots)
+        self._wake(worker)
+        if queued and not self._watching:
+            self._watching = True
+            loop.call_later(STALL_SECONDS, self._check_progress, loop, self._finished, self._cpu())
+
+    def _check_progress(self, loop: asyncio.AbstractEventLoop, finished: int, cpu: float) -> None:
+        """While calls are queued: if no running thread finished a call or used CPU since the last check,
+        they all wait on something; lend one more slot."""
+        self._watching = False
+        with self._lock:
+            if not self._pending or self._retired:
                 return
-            gate = threading.Lock()
-            gate.acquire()
-            self._waiting.append(gate)
-        gate.acquire()  # released by release(), which hands this thread the turn
+            stalled = self._finished == finished and self._cpu() == cpu
+            worker = None
+            if stalled and (self._idle or len(self._workers) < self.max_threads):
+                self._lent += 1
+                worker = self._dispatch_locked()
+        self._wake(worker)
+        self._watching = True
+        loop.call_later(STALL_SECONDS, self._check_progress, loop, self._finished, self._cpu())
 
-    def release(self) -> None:
+    def _cpu(self) -> float:
+        """CPU seconds used by the pool's threads so far (0 where the platform cannot tell)."""
+        total = 0.0
+        for worker in list(self._workers):
+            if worker.ident is not None:
+                with contextlib.suppress(OSError, AttributeError, OverflowError):
+                    total += time.clock_gettime(time.pthread_getcpuclockid(worker.ident))
+        return total
+
+    # --- handing slots on (with the lock held; the worker returned is woken after it is released)
+
+    def _dispatch_locked(self) -> _Worker | None:
+        """A thread, given a slot, for the queued calls: an idle one or a new one; None if no slot is free."""
+        if not self._pending or self._running >= self._limit() or self._retired:
+            return None
+        if self._idle:
+            self._running += 1
+            return self._idle.pop()
+        if len(self._workers) < self.max_threads:
+            self._running += 1
+            worker = _Worker()
+            self._workers.append(worker)
+            return worker
+        return None
+
+    def _slot_freed_locked(self) -> _Worker | None:
+        """A slot came free: to a thread back from a network wait, else to the queue; a lent slot goes
+        back once nothing is queued."""
+        self._running -= 1
+        if self._lent and not self._pending:
+            self._lent -= 1
+            return None
+        if self._returning and self._running < self._limit():
+            self._running += 1
+            return self._returning.popleft()
+        return self._dispatch_locked()
+
+    def _wake(self, worker: _Worker | None) -> None:
+        if worker is None:
+            return
+        if worker.thread is None:
+            worker.thread = threading.Thread(
+                target=self._work, args=(worker,), name=f"{self.name}-{len(self._workers)}", daemon=True
+            )
+            worker.thread.start()
+        else:
+            worker.gate.release()
+
+    # --- the worker threads' side
+
+    def _work(self, worker: _Worker) -> None:
+        worker.ident = threading.get_ident()
+        _thread_state.pool, _thread_state.worker = self, worker
+        try:
+            while True:  # holding a slot
+                with self._lock:
+                    call = self._pending.popleft() if self._pending and not self._returning else None
+                    if call is None:
+                        handed_on = self._slot_freed_locked()
+                        if self._retired:
+                            return
+                        self._idle.append(worker)
+                if call is None:
+                    self._wake(handed_on)
+                    worker.gate.acquire()  # until given a slot
+                    if self._retired:
+                        return
+                    continue
+                call()
+                with self._lock:
+                    self._finished += 1
+        finally:
+            connections.close_all()  # this thread's own; retired pools only
+
+    def lend_slot(self) -> bool:
+        """From a worker thread about to wait on the network: let another thread run meanwhile."""
+        if not self.slots:
+            return False
         with self._lock:
-            if self._waiting:
-                self._waiting.popleft().release()
-            else:
-                self._free += 1
+            handed_on = self._slot_freed_locked()
+        self._wake(handed_on)
+        return True
+
+    def take_slot_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._running < self._limit() and not self._returning:
+                self._running += 1
+                return
+            self._returning.append(worker)
+        worker.gate.acquire()  # until a slot is handed to this thread
+
+    def retire(self) -> None:
+        """Stop the threads once idle; each closes its own database connections."""
+        with self._lock:
+            self._retired = True
+            idle, self._idle = self._idle, []
+            workers = list(self._workers)
+        for worker in idle:
+            worker.gate.release()
+        for worker in workers:
+            if worker.thread is not None:
+                worker.thread.join(timeout=10)
 
 
-_cpu_turns: _Turns | None = None
-_cpu_turns_guard = threading.Lock()
+_pool: WorkerPool | None = None
+_long_pool: WorkerPool | None = None
+_pools_lock = threading.Lock()
 
 
-def _turns() -> _Turns | None:
-    global _cpu_turns
-    if _cpu_turns is None and settings.WORKER_CPU_SLOTS:
-        with _cpu_turns_guard:
-            if _cpu_turns is None:
-                _cpu_turns = _Turns(settings.WORKER_CPU_SLOTS)
-    return _cpu_turns
-
-
-@contextlib.contextmanager
-def cpu_turn() -> Iterator[None]:
-    """Hold one of the pool's WORKER_CPU_SLOTS turns for the duration (see the module docstring)."""
-    turns = _turns()
-    if turns is None or getattr(_thread_state, "turn_held", False):
-        yield
-        return
-    turns.acquire()
-    _thread_state.turn_held = True
-    try:
-        yield
-    finally:
-        _thread_state.turn_held = False
-        turns.release()
-
-
-@contextlib.contextmanager
-def cpu_turn_released() -> Iterator[None]:
-    """Give this thread's turn to another while it waits on the network (a provider's API).
-
-    Kept inside a transaction (any database): another thread that took the turn could then wait on
-    this transaction's locks while this one waits for the turn.
-    """
-    turns = _cpu_turns
-    if turns is None or not getattr(_thread_state, "turn_held", False) or _in_transaction():
-        yield
-        return
-    _thread_state.turn_held = False
-    turns.release()
-    try:
-        yield
-    finally:
-        turns.acquire()
-        _thread_state.turn_held = True
-
-
-def _in_transaction() -> bool:
-    return any(connection.in_atomic_block for connection in connections.all(initialized_only=True))
-
-
-def pool() -> ThreadPoolExecutor:
+def pool() -> WorkerPool:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=settings.WORKER_THREADS, thread_name_prefix="worker")
+        with _pools_lock:
+            if _pool is None:
+                _pool = WorkerPool("worker", settings.WORKER_THREADS, settings.WORKER_CPU_SLOTS)
     return _pool
 
 
-def long_pool() -> ThreadPoolExecutor:
+def long_pool() -> WorkerPool:
     """Threads for calls that hold their thread for seconds (long polls): however many agents wait, the
-    ordinary pool stays free for everything else. These threads keep connections too; a process's
-    total is at most WORKER_THREADS + LONG_CALL_THREADS."""
+    ordinary pool stays free for everything else. These threads keep connections too and take no slot."""
     global _long_pool
     if _long_pool is None:
-        _long_pool = ThreadPoolExecutor(max_workers=settings.LONG_CALL_THREADS, thread_name_prefix="long-call")
+        with _pools_lock:
+            if _long_pool is None:
+                _long_pool = WorkerPool("long-call", settings.LONG_CALL_THREADS, 0)
     return _long_pool
 
 
@@ -152,123 +252,70 @@ async def run_long(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await _run_on(long_pool(), function, *args, **kwargs)
 
 
-async def run_local(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """As run_blocking, for work that waits on nothing but the database (no provider's API, no other
-    host, no long wait): with LOCAL_WORK_ON_LOOP it runs on the event loop's own thread.
-
-    That setting is on when the database is a local SQLite file and nothing else is networked. Python
-    runs one thread at a time, so a worker thread running such work held the event loop up just the
-    same; the hop only added two thread wake-ups and the interpreter lock passed between the threads,
-    which cost more CPU than a webhook's own work on the 2-core VMs we measure on (bench/README.md).
-    Work that may wait on the network must not come here: on the loop's thread it would stall every
-    connection of the process while it waits.
-
-    Such calls queue, and the loop runs one per turn of the loop (one iteration): between two of them
-    it reads sockets, pushes notifications and serves everything else ready, so a burst of requests
-    holds the rest of the process up by one call at a time, not by the whole burst. A call whose
-    caller was cancelled while it queued does not run.
-
-    The call sees no running event loop, as on a worker: Django allows the ORM there, and the loop's
-    thread keeps one database connection of its own between calls, as a worker thread does. The same
-    upkeep, context and `calling_event_loop` as run_blocking. Async code elsewhere on the loop still
-    gets Django's SynchronousOnlyOperation if it touches the ORM.
-    """
-    if settings.LOCAL_WORK_ON_LOOP:
-        return await _on_loop(function, *args, upkeep=True, **kwargs)
-    return await run_blocking(function, *args, **kwargs)
-
-
-async def run_django_request(
-    function: Callable[..., T], *args: Any, long: bool = False, local: bool = False
-) -> T:
-    """As run_blocking (run_long with `long`; run_local with `local`), for a function that runs a whole
-    Django request: the request's own request_started and request_finished signals already do the
-    connection upkeep (close_old_connections), so it is not wrapped in a second round of it."""
-    if local and not long and settings.LOCAL_WORK_ON_LOOP:
-        return await _on_loop(function, *args, upkeep=False)
+async def run_django_request(function: Callable[..., T], *args: Any, long: bool = False) -> T:
+    """As run_blocking (run_long with `long`), for a function that runs a whole Django request: the
+    request's own request_started and request_finished signals already do the connection upkeep
+    (close_old_connections), so it is not wrapped in a second round of it."""
     return await _run_on(long_pool() if long else pool(), function, *args, upkeep=False)
 
 
-# Per event loop, the run_local calls waiting for their turn (the entry exists while any wait).
-_LocalCall = tuple["asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
-_local_calls: dict[asyncio.AbstractEventLoop, collections.deque[_LocalCall]] = {}
-
-
-async def _on_loop(function: Callable[..., T], *args: Any, upkeep: bool, **kwargs: Any) -> T:
+async def _run_on(pool: WorkerPool, function: Callable[..., T], *args: Any, upkeep: bool = True, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
-    waiting = _local_calls.get(loop)
-    if waiting is None:
-        waiting = _local_calls[loop] = collections.deque()
-        loop.call_soon(_run_next_local_call, loop)
-    call = partial(_on_worker, loop, upkeep, False, function, *args, **kwargs)
-    waiting.append((future, contextvars.copy_context(), call))
+    context = contextvars.copy_context()
+    pool.submit(loop, partial(_call, loop, future, context, upkeep, function, args, kwargs))
     return await future
 
 
-# Per event loop, how many pieces of loop work are under way that queued run_local calls give way to
-# (loop_work_first): a notification takes several turns of the loop from the session's stream to its
-# socket, and with a local call in every turn a burst of webhooks made notifications fall ever further
-# behind the webhooks producing them (p50 0.2-0.4 s at 20 senders). Bounded, so that a push stuck on
-# a slow client cannot starve the requests.
-_work_first: dict[asyncio.AbstractEventLoop, int] = {}
-MAX_TURNS_GIVEN_WAY = 8
+def _call(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[T],
+    context: contextvars.Context,
+    upkeep: bool,
+    function: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    if future.cancelled():  # the caller gave up while the call was queued
+        return
+    try:
+        result = context.run(_on_worker, loop, upkeep, function, *args, **kwargs)
+    except BaseException as exc:  # the caller's to handle, as run_in_executor hands it over
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        return
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, future, result, None)
 
 
-@contextlib.asynccontextmanager
-async def loop_work_first() -> AsyncIterator[None]:
-    """While inside, the loop turns without starting queued run_local calls (up to MAX_TURNS_GIVEN_WAY
-    turns in a row): for short loop work that must not wait behind them, such as a push to a session."""
-    loop = asyncio.get_running_loop()
-    _work_first[loop] = _work_first.get(loop, 0) + 1
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+@contextlib.contextmanager
+def cpu_turn_released() -> Iterator[None]:
+    """Lend this thread's slot to another while it waits on the network (a provider's API).
+
+    Kept inside a transaction (any database): another thread that took the slot could then wait on
+    this transaction's locks while this one waits for the slot.
+    """
+    pool_: WorkerPool | None = getattr(_thread_state, "pool", None)
+    if pool_ is None or _in_transaction() or not pool_.lend_slot():
+        yield
+        return
     try:
         yield
     finally:
-        if _work_first[loop] == 1:
-            del _work_first[loop]
-        else:
-            _work_first[loop] -= 1
+        pool_.take_slot_back(_thread_state.worker)
 
 
-def _run_next_local_call(loop: asyncio.AbstractEventLoop, turns_given_way: int = 0) -> None:
-    if loop in _work_first and turns_given_way < MAX_TURNS_GIVEN_WAY:
-        loop.call_soon(_run_next_local_call, loop, turns_given_way + 1)
-        return
-    waiting = _local_calls[loop]
-    future, context, call = waiting.popleft()
-    if waiting:
-        loop.call_soon(_run_next_local_call, loop)  # the next turn of the loop, after what is ready now
-    else:
-        del _local_calls[loop]
-    if future.cancelled():
-        return
-    # For the call, the loop's thread is a worker thread: no running loop, so that Django's
-    # async-safety check and asgiref's thread-critical locals (the database connections) treat it as one.
-    asyncio.events._set_running_loop(None)  # noqa: SLF001
-    try:
-        result = context.run(call)
-    except BaseException as exc:
-        asyncio.events._set_running_loop(loop)  # noqa: SLF001
-        future.set_exception(exc)
-        if not isinstance(exc, Exception):
-            raise
-        return
-    asyncio.events._set_running_loop(loop)  # noqa: SLF001
-    future.set_result(result)
-
-
-async def _run_on(
-    executor: ThreadPoolExecutor, function: Callable[..., T], *args: Any, upkeep: bool = True, **kwargs: Any
-) -> T:
-    loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    # Long polls wait for seconds: they take no turn (the ordinary pool's threads take one each).
-    turn = executor is not _long_pool
-    call = partial(context.run, _on_worker, loop, upkeep, turn, function, *args, **kwargs)
-    return await loop.run_in_executor(executor, call)
-
-
-_thread_state = threading.local()
+def _in_transaction() -> bool:
+    return any(connection.in_atomic_block for connection in connections.all(initialized_only=True))
 
 
 def calling_event_loop() -> asyncio.AbstractEventLoop | None:
@@ -277,18 +324,15 @@ def calling_event_loop() -> asyncio.AbstractEventLoop | None:
     return getattr(_thread_state, "loop", None)
 
 
-def _on_worker(
-    loop: asyncio.AbstractEventLoop, upkeep: bool, turn: bool, function: Callable[..., T], *args: Any, **kwargs: Any
-) -> T:
+def _on_worker(loop: asyncio.AbstractEventLoop, upkeep: bool, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     _thread_state.loop = loop
     try:
-        with cpu_turn() if turn else contextlib.nullcontext():
-            if upkeep:
-                return with_connections(function, *args, **kwargs)
-            try:
-                return function(*args, **kwargs)
-            finally:
-                _thread_state.connections_checked_at = time.monotonic()
+        if upkeep:
+            return with_connections(function, *args, **kwargs)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _thread_state.connections_checked_at = time.monotonic()
     finally:
         _thread_state.loop = None
 
@@ -329,28 +373,10 @@ signals.request_started.connect(skip_health_check_of_recent_connections)
 
 def reset_worker_threads() -> None:
     """Retire the pools and close their threads' database connections (tests; before a database is dropped)."""
-    global _pool, _long_pool, _cpu_turns
-    retired_pools = [_pool, _long_pool]
-    _pool = _long_pool = None
-    _cpu_turns = None  # rebuilt from WORKER_CPU_SLOTS by the next call
-    for retired in retired_pools:
-        if retired is not None:
-            _retire(retired)
-
-
-def _retire(retired: ThreadPoolExecutor) -> None:
-    # Connections are thread-local: each worker must close its own. One task per worker, held at a
-    # barrier so that no worker takes two of them.
-    workers = max(len(retired._threads), 1)  # noqa: SLF001
-    barrier = threading.Barrier(workers, timeout=10)
-
-    def close_own() -> None:
-        connections.close_all()
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError:
-            pass
-
-    for _ in range(workers):
-        retired.submit(close_own)
-    retired.shutdown(wait=True)
+    global _pool, _long_pool
+    with _pools_lock:
+        retired = [_pool, _long_pool]
+        _pool = _long_pool = None
+    for old in retired:
+        if old is not None:
+            old.retire()

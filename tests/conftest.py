@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import asyncio
+import inspect
+import warnings
+from collections.abc import AsyncIterator
+
 import pytest
 from django.conf import settings
 
@@ -48,48 +53,44 @@ from tests.fake_providers import fake_provider_server, fake_providers, live_prov
 from tests.live_server import asgi_server, second_asgi_server  # noqa: E402,F401
 
 
-def _install_bounded_loop_teardown() -> None:
-    """Closing a test's event loop waits for every task to finish cancelling. A task that survives its
-    cancellation would hang the whole run until CI's time limit. Cancel again every 0.5 s for at most 10 s,
-    then report where the stuck tasks wait and go on, so a hang becomes a visible warning instead of a
-    silent stall.
+@pytest.fixture(autouse=True)
+def _bounded_task_teardown(request: pytest.FixtureRequest) -> None:
+    """Async tests end with cancel_leftover_tasks, torn down after every other fixture of the test."""
+    if inspect.iscoroutinefunction(getattr(request, "function", None)):
+        request.getfixturevalue("cancel_leftover_tasks")
+
+
+@pytest.fixture
+async def cancel_leftover_tasks() -> AsyncIterator[None]:
+    """Closing a test's event loop waits for every task to finish cancelling, and a task that survives
+    its cancellation would hang the whole run until CI's time limit. So before the loop closes, the tasks
+    a test left behind are cancelled here, again every 0.5 s for at most 10 s (a cancellation a task
+    swallowed is not repeated by asyncio); any still running are reported with where they wait, so a
+    hang becomes a visible warning instead of a silent stall.
 
     Seen about once in ten runs of the Redis tests: the registry's listener inside channels_redis's
     receive(), in a new BZPOPMIN read after its cancellation was lost (receive_single loops on empty
     reads); where exactly redis-py / asyncio lose it is not pinned down yet."""
-    import asyncio
-    import asyncio.runners
-    import warnings
-
-    def cancel_all_tasks_bounded(loop: asyncio.AbstractEventLoop) -> None:
-        tasks = asyncio.all_tasks(loop)
-        if not tasks:
+    yield
+    current = asyncio.current_task()
+    stuck = {task for task in asyncio.all_tasks() if task is not current}
+    for _ in range(20):
+        if not stuck:
             return
-        for task in tasks:
-            task.cancel()
-        stuck = tasks
-        for _ in range(20):
-            _, stuck = loop.run_until_complete(asyncio.wait(stuck, timeout=0.5))
-            if not stuck:
-                return
-            # A cancellation the task swallowed is not repeated by asyncio: ask again.
-            for task in stuck:
-                task.cancel()
         for task in stuck:
-            warnings.warn(f"event loop closed with a task that ignored cancellation: {task!r} awaiting "
-                          f"{' <- '.join(reversed(_await_chain(task.get_coro())))}", stacklevel=1)
-
-    def _await_chain(coro: object) -> list[str]:
-        """Where a suspended coroutine is really waiting: its frame, then each coroutine it awaits."""
-        chain = []
-        while coro is not None:
-            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-            if frame is not None:
-                chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno})")
-            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-        return chain
-
-    asyncio.runners._cancel_all_tasks = cancel_all_tasks_bounded  # type: ignore[attr-defined]
+            task.cancel()
+        _, stuck = await asyncio.wait(stuck, timeout=0.5)
+    for task in stuck:
+        warnings.warn(f"a test left a task that ignored cancellation: {task!r} awaiting "
+                      f"{' <- '.join(reversed(_await_chain(task.get_coro())))}", stacklevel=1)
 
 
-_install_bounded_loop_teardown()
+def _await_chain(coro: object) -> list[str]:
+    """Where a suspended coroutine is really waiting: its frame, then each coroutine it awaits."""
+    chain = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain

@@ -88,6 +88,7 @@ class ScriptedResponse:
     body: bytes
     content_type: str
     delay: float = 0.0
+    hold: threading.Event | None = None  # answer only once the test sets it
 
 
 def twilio_error_body(code: int, status: int = 400, message: str | None = None) -> dict[str, Any]:
@@ -190,12 +191,14 @@ class FakeProviders:
         path: str = "",
         times: int = 1,
         delay: float = 0.0,
+        hold: threading.Event | None = None,
     ) -> None:
-        """Answer the next `times` matching requests with this response instead of the normal one."""
+        """Answer the next `times` matching requests with this response instead of the normal one (after
+        `delay` seconds, or once `hold` is set)."""
         payload = json.dumps(json_body).encode() if json_body is not None else body
         with self.lock:
             for _ in range(times):
-                self.scripts.append(ScriptedResponse(service, method, path, status, payload, content_type, delay))
+                self.scripts.append(ScriptedResponse(service, method, path, status, payload, content_type, delay, hold))
 
     def twilio_error(self, code: int, *, status: int = 400, path: str = r"/Messages\.json$", message: str | None = None) -> None:
         self.script("twilio", status=status, json_body=twilio_error_body(code, status, message), method=None, path=path)
@@ -292,6 +295,8 @@ class ProviderRequestHandler(BaseHTTPRequestHandler):
         if scripted is not None:
             if scripted.delay:
                 time.sleep(scripted.delay)
+            if scripted.hold is not None:
+                scripted.hold.wait(timeout=120)
             self.respond(scripted.status, scripted.body, scripted.content_type)
             return
         handler = {

@@ -43,11 +43,17 @@ class LiveServer:
         return f"http://{self.host}:{self.port}"
 
 
+class InProcessServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the test process owns signal handling, pytest's stay."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def start_uvicorn(app: Any, *, host: str = "127.0.0.1") -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    # The test process owns signal handling; uvicorn must not replace pytest's handlers.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = InProcessServer(config)
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         if task.done():

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from orchestrator import metrics
-from orchestrator.workers import run_local
+from orchestrator.workers import run_blocking
 from voice import live, socket_auth
 from voice.conversation import Conversation, Frame, Reply
 
@@ -38,7 +38,7 @@ class VoiceSocketConsumer(AsyncWebsocketConsumer):
         if not self._authorized(agent_id, session_id, query, query_string):
             return await self._refuse(agent_id, "no valid token or Twilio signature")
         try:
-            call = await run_local(live.call_for_socket, agent_id=agent_id, session_id=session_id)
+            call = await run_blocking(live.call_for_socket, agent_id=agent_id, session_id=session_id)
         except Exception:
             logger.exception("Could not read the call of a voice socket")
             call = None
@@ -93,7 +93,7 @@ class VoiceSocketConsumer(AsyncWebsocketConsumer):
         call_sid = str(frame.get("callSid") or "")
         custom = frame.get("customParameters") or {}
         claimed_session = custom.get("sessionId") if isinstance(custom, dict) else None
-        if claimed_session not in (None, call.session_id) or not await run_local(
+        if claimed_session not in (None, call.session_id) or not await run_blocking(
             live.call_bind, call_id=call.id, call_sid=call_sid
         ):
             logger.warning("Voice socket of session %s announced another call (%s); closing", call.session_id, call_sid)

@@ -30,7 +30,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from orchestrator import agent_registry, metrics
-from orchestrator.workers import run_local
+from orchestrator.workers import run_blocking
 from voice import live
 from voice.answering_machine import AnsweringMachine, Say
 from voice.live import LiveCall, TurnRecord
@@ -114,7 +114,7 @@ class _Writes:
             write = self.pending.pop(0)
             for delay in (*WRITE_RETRY_DELAYS, None):
                 try:
-                    await run_local(write)
+                    await run_blocking(write)
                     break
                 except OperationalError:
                     # A lock or a dropped connection is transient; the record (a voicemail!) is not.

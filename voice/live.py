@@ -1,7 +1,7 @@
 """Services for live calls: the inbound call's record, binding the voice socket, turns, the end.
 
 Writes go through these functions (each in its own transaction); the socket consumer and the webhook
-views only call them. The consumer runs them off the event loop (orchestrator.workers.run_local).
+views only call them. The consumer runs them off the event loop (orchestrator.workers.run_blocking).
 """
 
 from __future__ import annotations

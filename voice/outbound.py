@@ -52,7 +52,7 @@ from channels_app.providers.base import (
 )
 from channels_app.services import provider_api_error
 from orchestrator.errors import ApiError
-from orchestrator.workers import calling_event_loop, run_local, with_connections
+from orchestrator.workers import calling_event_loop, run_blocking, with_connections
 from voice import scripted_twiml
 from voice.models import Call, CallStatus, VoiceAudio
 from voice.selectors import agent_voice_number, call_get_of_agent
@@ -623,7 +623,7 @@ async def _simulate(agent_id: str, events: list[CallStatusUpdate]) -> None:
             await asyncio.sleep(_step_seconds())
             for delay in (*SIMULATION_RETRY_DELAYS, None):
                 try:
-                    await run_local(call_status_record, agent_id=agent_id, update=update)
+                    await run_blocking(call_status_record, agent_id=agent_id, update=update)
                     break
                 except OperationalError:
                     if delay is None:

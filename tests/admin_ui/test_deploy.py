@@ -57,7 +57,7 @@ def throwaway_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[byt
     env = {key: value for key, value in os.environ.items()
            if key not in ("DEMO_MODE", "PUBLIC_BASE_URL", "REDIS_URL", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")}
     env.update(ENV_FILE=str(env_file), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", ORCHESTRATOR_TOKEN=TOKEN,
-               GENERATE_SECRETS="false", PORT=str(port), PYTHONPATH=str(REPO_ROOT), LOCAL_WORK_ON_LOOP="false")
+               GENERATE_SECRETS="false", PORT=str(port), PYTHONPATH=str(REPO_ROOT))
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=REPO_ROOT, env=env,
                    check=True, timeout=180)
     process = subprocess.Popen(

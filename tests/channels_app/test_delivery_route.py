@@ -29,14 +29,14 @@ PATH = "/webhooks/agent-a/sms"
 
 
 class FakeConnection:
-    """What agent_registry needs of an MCP connection to push a notification."""
+    """What agent_registry needs of an MCP session to push a notification."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    async def notify(self, method: str, params: dict[str, Any]) -> None:
-        assert (method, params["logger"]) == ("notifications/message", "comms.inbound")
-        self.events.append(params["data"])
+    async def send_log_message(self, level: str, data: dict[str, Any], logger: str | None = None) -> None:
+        assert (level, logger) == ("info", "comms.inbound")
+        self.events.append(data)
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def session() -> Iterator[FakeConnection]:
     """A live session of agent-a in this process, on the loop the test client's deliveries run on."""
     fake = FakeConnection()
     live = agent_registry.LiveSession(
-        agent_id="agent-a", connection=fake, transport="sse", loop=delivery._loop_outside_the_server()  # type: ignore[arg-type]
+        agent_id="agent-a", session=fake, transport="sse", loop=delivery._loop_outside_the_server()  # type: ignore[arg-type]
     )
     agent_registry._sessions["agent-a"] = live
     yield fake
@@ -171,10 +171,7 @@ def _four_pushed_messages_marked(make_agent, monkeypatch) -> tuple[list[str], li
     return ids, batches
 
 
-@pytest.mark.parametrize("on_the_loop", [False, True])
-def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, monkeypatch, settings, on_the_loop):
-    # On the pool or, queued, on the loop's thread: either way the mark waits its turn.
-    settings.LOCAL_WORK_ON_LOOP = on_the_loop
+def test_it_records_pushes_that_finish_together_in_one_statement(make_agent, monkeypatch):
     ids, batches = _four_pushed_messages_marked(make_agent, monkeypatch)
     # The first push writes its mark at once; the three that finished meanwhile share the next one.
     assert batches == [ids[:1], ids[1:]]

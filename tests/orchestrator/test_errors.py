@@ -60,6 +60,7 @@ urlpatterns = [
     path("api/test/refuse", RefuseView.as_view()),
     path("api/test/crash", CrashView.as_view()),
     path("api/test/plain-crash", plain_crash),
+    path("admin/api/test/plain-crash", plain_crash),
     path("", include("orchestrator.urls")),
 ]
 
@@ -136,8 +137,9 @@ def test_it_turns_a_crash_in_a_plain_view_under_api_into_json_500(client: Client
 
 def test_it_answers_a_csrf_refusal_on_an_api_path_with_json_403() -> None:
     client = Client(enforce_csrf_checks=True)
-    # A plain Django POST view under /api/ that is not csrf-exempt: Django's HTML 403 becomes §3 JSON.
-    response = client.post("/api/test/plain-crash")
+    # A plain Django POST view under /admin/api/ (session-authenticated, so CSRF-checked) that is not
+    # csrf-exempt: Django's HTML 403 becomes §3 JSON. Bearer-token paths (/api/) run no CSRF check.
+    response = client.post("/admin/api/test/plain-crash")
     assert_error(response, 403, "forbidden")
 
 

@@ -1,5 +1,5 @@
-"""Machine-facing paths run the short API_MIDDLEWARE chain; the admin keeps the full one (real sockets:
-Django's test client would run MIDDLEWARE for every path)."""
+"""Machine-facing paths skip BROWSER_MIDDLEWARE (orchestrator.middleware.BrowserOnlyMiddleware); the admin
+runs it (real sockets, as clients see it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""WORKER_CPU_SLOTS: how many pool threads run at once, and who gives a turn away while waiting."""
+"""WORKER_CPU_SLOTS: how many pool threads run at once, who gives a slot away while waiting, and what keeps
+a call that blocks without saying so from holding up the others."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def one_turn(settings) -> Iterator[None]:
+def one_turn(settings, monkeypatch) -> Iterator[None]:
     settings.WORKER_CPU_SLOTS = 1
     settings.WORKER_THREADS = 4
+    monkeypatch.setattr(workers, "STALL_SECONDS", 60.0)  # these tests' waits are deliberate, not stalls
     workers.reset_worker_threads()
     yield
     workers.reset_worker_threads()
@@ -121,3 +123,30 @@ def test_a_live_adapter_gives_its_turn_away_while_it_calls_the_provider(one_turn
 
     assert overlap.most == 3 and results == ["sent"] * 3
     assert isinstance(adapter, SlowAdapter) and adapter.name == "slow"
+
+
+def test_a_call_blocked_without_saying_so_holds_the_others_up_only_briefly(settings, monkeypatch) -> None:
+    settings.WORKER_CPU_SLOTS = 1
+    settings.WORKER_THREADS = 4
+    monkeypatch.setattr(workers, "STALL_SECONDS", 0.05)
+    workers.reset_worker_threads()
+    release = threading.Event()
+    finished: list[int] = []
+
+    async def scenario() -> None:
+        blocked = asyncio.ensure_future(workers.run_blocking(release.wait, 60))  # no CPU, no provider: a stall
+        await asyncio.sleep(0)
+        try:
+            # Queued behind the blocked call's slot, they run once the pool sees it make no progress.
+            await asyncio.wait_for(asyncio.gather(*(workers.run_blocking(finished.append, n) for n in range(3))), 30)
+            assert not blocked.done()
+        finally:
+            release.set()
+        assert await blocked is True
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        workers.reset_worker_threads()
+
+    assert sorted(finished) == [0, 1, 2]
