@@ -170,7 +170,7 @@ WORKER_THREADS: int = env.int("WORKER_THREADS", 32, minimum=1, maximum=256)
 # (orchestrator.workers). Python runs one thread at a time anyway: on SQLite, whose writes queue on one
 # lock too, 20 threads runnable at once cost ~15 % more CPU per webhook and p99 61-65 ms against 44-49 ms
 # with one slot (bench/README.md). A thread waiting on a provider's API lends its slot meanwhile, and the
-# pool lends another whenever its running calls make no progress for 0.1 s (a locked database), so slow
+# pool lends another whenever its running calls make no progress for 0.2 s (a locked database), so slow
 # or stuck calls never hold the others up for long. On PostgreSQL, whose queries wait on the network,
 # slots cost throughput and save no CPU: no limit by default. 0: no limit.
 WORKER_CPU_SLOTS: int = env.int(

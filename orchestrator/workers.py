@@ -23,8 +23,8 @@ thread could take the slot and then wait on this transaction's locks).
 **Nothing undeclared stalls the others.** A call that blocks without saying so (a database lock, a
 network call outside the provider registry) keeps its slot, so while calls are queued the pool checks
 every `STALL_SECONDS` that its running threads made progress (a call finished, or CPU time was used);
-if none did, one more slot is lent, and kept while calls are queued. A blocked call then delays the
-others by about that long, and never the event loop.
+if none did twice in a row, one more slot is lent, and kept while calls are queued. A blocked call then
+delays the others by a fraction of a second, and never the event loop.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from django.db import close_old_connections, connections
 T = TypeVar("T")
 
 STALL_SECONDS = 0.1
+MAX_LENT_PER_SLOT = 4
 
 _thread_state = threading.local()
 
@@ -92,23 +93,27 @@ class WorkerPool:
         self._wake(worker)
         if queued and not self._watching:
             self._watching = True
-            loop.call_later(STALL_SECONDS, self._check_progress, loop, self._finished, self._cpu())
+            loop.call_later(STALL_SECONDS, self._check_progress, loop, self._finished, self._cpu(), 0)
 
-    def _check_progress(self, loop: asyncio.AbstractEventLoop, finished: int, cpu: float) -> None:
-        """While calls are queued: if no running thread finished a call or used CPU since the last check,
-        they all wait on something; lend one more slot."""
+    def _check_progress(self, loop: asyncio.AbstractEventLoop, finished: int, cpu: float, idle_checks: int) -> None:
+        """While calls are queued: if the running threads finished no call and used no CPU over two checks
+        in a row, they all wait on something; lend one more slot (at most MAX_LENT_PER_SLOT per slot, so
+        that a host too busy to run us at all does not make every thread runnable at once)."""
         self._watching = False
         with self._lock:
             if not self._pending or self._retired:
                 return
-            stalled = self._finished == finished and self._cpu() == cpu
+            idle_checks = idle_checks + 1 if self._finished == finished and self._cpu() == cpu else 0
             worker = None
-            if stalled and (self._idle or len(self._workers) < self.max_threads):
+            if idle_checks >= 2 and self._lent < self.slots * MAX_LENT_PER_SLOT and (
+                self._idle or len(self._workers) < self.max_threads
+            ):
+                idle_checks = 0
                 self._lent += 1
                 worker = self._dispatch_locked()
         self._wake(worker)
         self._watching = True
-        loop.call_later(STALL_SECONDS, self._check_progress, loop, self._finished, self._cpu())
+        loop.call_later(STALL_SECONDS, self._check_progress, loop, self._finished, self._cpu(), idle_checks)
 
     def _cpu(self) -> float:
         """CPU seconds used by the pool's threads so far (0 where the platform cannot tell)."""
