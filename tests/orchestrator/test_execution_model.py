@@ -103,8 +103,8 @@ async def test_a_slow_provider_call_leaves_streams_and_other_sessions_responsive
 
 @pytest.fixture
 def held_query() -> Iterator[tuple[threading.Event, threading.Event]]:
-    """The first SELECT for agent-held's data, on a connection opened from now on (the worker threads' after
-    their reset), waits at the database until released, as a query waits on a locked database. A read
+    """The first SELECT for agent-held's data on a worker thread (whose connections, opened after the reset,
+    get the wrapper) waits at the database until released, as a query waits on a locked database. A read
     outside any transaction: on the test database (SQLite shared cache) a waiting write would lock
     tables for everyone, which a real database file or PostgreSQL does not."""
     from orchestrator.workers import reset_worker_threads
@@ -112,7 +112,8 @@ def held_query() -> Iterator[tuple[threading.Event, threading.Event]]:
     release, reached = threading.Event(), threading.Event()
 
     def hold(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
-        if not reached.is_set() and sql.startswith("SELECT") and "agent-held" in (params or ()):
+        on_the_pool = threading.current_thread().name.startswith("worker")  # a request's, not the test's
+        if on_the_pool and not reached.is_set() and sql.startswith("SELECT") and "agent-held" in (params or ()):
             reached.set()
             release.wait(WAIT * 2)
         return execute(sql, params, many, context)
