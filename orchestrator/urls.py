@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 
 from orchestrator import health
 from orchestrator.api_docs import OpenApiView, integration_guide
@@ -10,6 +11,9 @@ from orchestrator.rest import rest_urlpatterns
 from voice.webhooks import voice_audio
 
 urlpatterns = [
+    # `make run` ends with "Uvicorn running on http://127.0.0.1:3100": a browser opening it lands on
+    # the operator admin, not on a Not Found page.
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False), name="root"),
     path("health", health.health, name="health"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", health.metrics_view, name="metrics"),
