@@ -71,18 +71,19 @@ def authenticate_token(token: str | None, *, client_address: str, for_this_reque
             429, "too_many_auth_failures", "Too many failed authentication attempts.", retry_after=retry_after
         )
     if not token:
-        _count_failure(client_address)
+        count_auth_failure(client_address)
         raise ApiError(401, "missing_token", "Send Authorization: Bearer <token>.")
     principal, agent = principal_and_agent_from_token(token)
     if principal is None:
-        _count_failure(client_address)
+        count_auth_failure(client_address)
         raise ApiError(401, "invalid_token", "The token is not valid or has been revoked.")
     if for_this_request and agent is not None:
         request_agent_remember(principal, agent)
     return principal
 
 
-def _count_failure(client_address: str) -> None:
+def count_auth_failure(client_address: str) -> None:
+    """Count a failed authentication of any kind (token, admin login) against the address's throttle."""
     metrics.AUTH_FAILURES.inc()
     _not_throttled_until.pop(client_address, None)
     auth_failure_record(client_address=client_address)

@@ -15,8 +15,10 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
     # Organization caps are unlimited (null) until an operator sets them in the admin.
-    max_spend_per_day = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    max_spend_per_month = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    max_spend_per_day = models.DecimalField("daily spend cap (USD)", max_digits=12, decimal_places=4, null=True,
+                                            blank=True)
+    max_spend_per_month = models.DecimalField("monthly spend cap (USD)", max_digits=12, decimal_places=4, null=True,
+                                              blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -93,6 +95,7 @@ class ChannelAddress(models.Model):
     released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "channel addresses"
         constraints = [
             models.UniqueConstraint(
                 fields=["kind", "address"], condition=Q(released_at__isnull=True), name="unique_live_address"
@@ -126,12 +129,18 @@ class OrgToken(TokenBase):
     # Encrypted copy so that `my-token` can show staff their org's token (contract §2).
     token_encrypted = models.TextField()
 
+    class Meta:
+        verbose_name = "org token"
+
     def __str__(self) -> str:
         return f"{self.display_prefix}… ({self.organization_id})"
 
 
 class AgentToken(TokenBase):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tokens")
+
+    class Meta:
+        verbose_name = "agent token"
 
     def __str__(self) -> str:
         return f"{self.display_prefix}… ({self.agent_id})"
@@ -152,10 +161,16 @@ class AgentLimits(models.Model):
     max_actions_per_minute = models.PositiveIntegerField(default=60)
     max_actions_per_hour = models.PositiveIntegerField(default=1000)
     max_actions_per_day = models.PositiveIntegerField(default=10000)
-    max_spend_per_day = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("50"))
-    max_spend_per_month = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("500"))
+    max_spend_per_day = models.DecimalField("daily spend cap (USD)", max_digits=12, decimal_places=4,
+                                            default=Decimal("50"))
+    max_spend_per_month = models.DecimalField("monthly spend cap (USD)", max_digits=12, decimal_places=4,
+                                              default=Decimal("500"))
     max_calls_per_day_same_number = models.PositiveIntegerField(default=3)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "agent limits"
+        verbose_name_plural = "agent limits"
 
     def __str__(self) -> str:
         return f"limits of {self.agent_id}"
@@ -168,11 +183,12 @@ class UsageRecord(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="usage")
     action_type = models.CharField(max_length=40)
     channel = models.CharField(max_length=20)
-    provider_cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    provider_cost = models.DecimalField("provider cost (USD)", max_digits=12, decimal_places=6, null=True, blank=True)
     reference = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = "usage record"
         indexes = [models.Index(fields=["agent", "created_at"]), models.Index(fields=["organization", "created_at"])]
 
     def __str__(self) -> str:
@@ -216,6 +232,7 @@ class OptOut(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "opt-out"
         constraints = [models.UniqueConstraint(fields=["agent", "channel", "contact"], name="unique_opt_out")]
 
     def __str__(self) -> str:
@@ -239,6 +256,7 @@ class Consent(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "consent record"
         indexes = [models.Index(fields=["agent", "channel", "contact"])]
 
     def __str__(self) -> str:
@@ -255,6 +273,9 @@ class PhoneNumber(models.Model):
     is_sandbox = models.BooleanField(default=False)
     acquired_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name = "pool phone number"
+
     def __str__(self) -> str:
         return self.number
 
@@ -264,6 +285,9 @@ class WhatsAppSender(models.Model):
     sender_sid = models.CharField(max_length=64, blank=True)
     agent = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="whatsapp_senders")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "WhatsApp sender"
 
     def __str__(self) -> str:
         return self.phone_number

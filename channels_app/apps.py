@@ -4,6 +4,7 @@ from django.apps import AppConfig
 class ChannelsAppConfig(AppConfig):
     name = "channels_app"
     default_auto_field = "django.db.models.BigAutoField"
+    verbose_name = "Messages"
 
     def ready(self) -> None:
         # Readiness (/health/ready) asks every configured provider for a cheap live call.
