@@ -17,6 +17,7 @@ from django.contrib.auth.models import Group, User
 from django.db import models
 from django.forms import ModelChoiceField
 from django.urls import reverse
+from django.utils import timezone
 
 from admin_ui.tenancy import TenantScopedMixin
 from agents.models import (
@@ -33,7 +34,7 @@ from agents.models import (
 )
 from channels_app.models import Message
 from tests.admin_ui.conftest import Tenant, session_client
-from voice.models import Call
+from voice.models import Call, CallTurn
 
 pytestmark = pytest.mark.django_db
 
@@ -70,10 +71,12 @@ def pairs(tenants: dict[str, Tenant]) -> dict[type[models.Model], Pair]:
             PhoneNumber: PhoneNumber.objects.create(number=number, agent=tenant.agent),
             WhatsAppSender: WhatsAppSender.objects.create(phone_number=number, agent=tenant.agent),
         }
+        made[key][CallTurn] = CallTurn.objects.create(call=made[key][Call], sequence=1, caller_text=f"said {contact}",
+                                                      prompt_at=timezone.now())
     search = {Organization: "Bolt", Agent: "agent-b", AgentToken: "agent-b", OrgToken: "org-b",
               Message: "b-secret-contact", Call: "b-secret-contact", UsageRecord: "b-secret-contact",
               OptOut: "b-secret-contact", Consent: "b-secret-contact", PhoneNumber: "+14155550302",
-              WhatsAppSender: "+14155550302"}
+              WhatsAppSender: "+14155550302", CallTurn: "b-secret-contact"}
     return {model: Pair(made["a"][model], made["b"][model], search[model]) for model in made["a"]}
 
 
@@ -103,8 +106,8 @@ def matrix(tenants: dict[str, Tenant]) -> dict[type[models.Model], Pair]:
     return pairs(tenants)
 
 
-MODELS = [Organization, Agent, AgentToken, OrgToken, Message, Call, UsageRecord, OptOut, Consent, PhoneNumber,
-          WhatsAppSender]
+MODELS = [Organization, Agent, AgentToken, OrgToken, Message, Call, CallTurn, UsageRecord, OptOut, Consent,
+          PhoneNumber, WhatsAppSender]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
