@@ -7,7 +7,9 @@ A small explicit state machine, fed the caller's utterances (and keypad digits) 
                             └──────────── no / 2 (once; then accepted) ───┘
 
 Every step returns what to say and whether the call should end after it. The result is the
-transcript of what was taken down, stored as a `voicemail` for the agent (voice.live).
+transcript of what was taken down, stored as a `voicemail` for the agent (voice.live). What was said
+before the machine took over (`earlier`: the utterance the agent never answered, often the whole
+message) is part of it, so nothing the caller said is lost.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class AnsweringMachine:
     confirmed: bool = False
     retries: int = 0
     lines: list[tuple[str, str]] = field(default_factory=list)
+    # (speaker, text) of the call before the machine took over, oldest first.
+    earlier: list[tuple[str, str]] = field(default_factory=list)
 
     def start(self) -> Say:
         """The opening: an apology for the agent, then the first question."""
@@ -107,16 +111,20 @@ class AnsweringMachine:
         return self.state == State.DONE
 
     @property
+    def earlier_caller_words(self) -> str:
+        return " ".join(text for speaker, text in self.earlier if speaker == "Caller" and text.strip())
+
+    @property
     def has_message(self) -> bool:
-        """Whether the caller left anything worth passing on."""
-        return bool(self.message or self.callback)
+        """Whether the caller said anything to pass on, to the machine or before it took over."""
+        return bool(self.message or self.callback or self.earlier_caller_words)
 
     def transcript(self) -> str:
         """The voicemail's body: what was taken down, then the whole exchange."""
         summary = [
-            f"Message: {self.message or '(none)'}",
+            f"Message: {self.message or self.earlier_caller_words[:MAX_ANSWER_CHARS] or '(none)'}",
             f"Call back: {self.callback or '(not given)'}",
             f"Confirmed by caller: {'yes' if self.confirmed else 'no'}",
         ]
-        exchange = [f"{speaker}: {text}" for speaker, text in self.lines]
+        exchange = [f"{speaker}: {text}" for speaker, text in [*self.earlier, *self.lines]]
         return "\n".join([*summary, "", "Transcript:", *exchange])

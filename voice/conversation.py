@@ -314,7 +314,10 @@ class Conversation:
         logger.info("Answering machine takes call %s: %s", self.call.call_sid, why)
         if self.turn is turn:
             self.turn = None
-        self.machine = AnsweringMachine(agent_name=self.call.agent_name, caller=self.call.other_party)
+        # The conversation so far, including the utterance nobody answered, goes into the voicemail.
+        speakers = {"caller": "Caller", "agent": self.call.agent_name or "Agent"}
+        earlier = [(speakers[entry["speaker"]], entry["text"]) for entry in self.transcript if entry["speaker"] in speakers]
+        self.machine = AnsweringMachine(agent_name=self.call.agent_name, caller=self.call.other_party, earlier=earlier)
         if turn.reply_parts:
             # The agent stopped mid-answer: close what it had started saying.
             await self._send_text("", True)

@@ -61,3 +61,23 @@ def test_silence_is_asked_again_and_long_answers_are_capped() -> None:
     machine.hear("x" * 10_000)
     assert len(machine.message) == 2000
     assert not AnsweringMachine(agent_name="A").has_message
+
+
+def test_what_the_caller_said_before_it_took_over_is_kept_as_the_message() -> None:
+    machine = AnsweringMachine(
+        agent_name="Agent A", earlier=[("Caller", "Hi, this is Bob, call me at 415 555 0188."), ("Agent A", "Let me")]
+    )
+    machine.start()
+    # The caller hangs up without answering the machine: what they said first is still the message.
+    assert machine.has_message
+    body = machine.transcript()
+    assert body.startswith("Message: Hi, this is Bob, call me at 415 555 0188.\nCall back: (not given)")
+    assert "Transcript:\nCaller: Hi, this is Bob, call me at 415 555 0188.\nAgent A: Let me\nAnswering machine: I'm sorry" in body
+
+
+def test_a_message_given_to_the_machine_wins_over_the_earlier_words() -> None:
+    machine = AnsweringMachine(agent_name="Agent A", earlier=[("Caller", "Hello?")])
+    machine.start()
+    machine.hear("The parcel arrived damaged.")
+    assert machine.transcript().startswith("Message: The parcel arrived damaged.\n")
+    assert "Caller: Hello?\nAnswering machine:" in machine.transcript()

@@ -139,14 +139,27 @@ async def test_a_caller_who_hangs_up_mid_message_still_leaves_a_voicemail(asgi_s
     assert voicemail.body.startswith("Message: It's Dana, please call me back.\nCall back: (not given)")
 
 
+async def test_a_caller_who_hangs_up_after_the_apology_leaves_what_they_said_first(
+    asgi_server: LiveServer, agent: str
+) -> None:
+    call, url = await start(asgi_server)
+    async with relay(url, call) as caller:
+        await caller.setup()
+        await caller.say("Hi, this is Bob, call me at 415 555 0188.")
+        assert "can't take your call" in await caller.reply()
+    await eventually_equal(lambda: sync_to_async(Message.objects.filter(kind="voicemail").count)(), 1)
+    voicemail = await sync_to_async(Message.objects.get)(kind="voicemail")
+    assert voicemail.body.startswith("Message: Hi, this is Bob, call me at 415 555 0188.\nCall back: (not given)")
+
+
 async def test_a_caller_who_says_nothing_leaves_no_voicemail(asgi_server: LiveServer, agent: str) -> None:
     call, url = await start(asgi_server)
     async with relay(url, call) as caller:
         await caller.setup()
-        await caller.say("Hello?")
-        await caller.reply()
-    await eventually_equal(lambda: sync_to_async(lambda: bool(Call.objects.get(pk=call.pk).transcript))(), True)
-    assert await sync_to_async(Message.objects.count)() == 0
+        await caller.send({"type": "error", "description": "caller hung up"})
+    # The close writes the call's transcript (the error frame); only then is it settled that no voicemail came.
+    await eventually_equal(lambda: sync_to_async(lambda: len(Call.objects.get(pk=call.pk).transcript))(), 1)
+    assert await sync_to_async(Message.objects.filter(kind="voicemail").count)() == 0
 
 
 # --- a sampling agent ---------------------------------------------------------------------------
