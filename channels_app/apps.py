@@ -16,3 +16,9 @@ class ChannelsAppConfig(AppConfig):
         from channels_app.delivery import register_connect_listener
 
         register_connect_listener()
+
+        # Every server process retries due callbacks (started with the server, or by the first callback).
+        from channels_app.callbacks import ensure_sweeper
+        from orchestrator.lifespan import on_startup
+
+        on_startup(ensure_sweeper)

@@ -1,8 +1,8 @@
 """Deliver each inbound event to its agent exactly once (contract §6.3, §8).
 
 Order: a pending `comms_wait_for_message` call of the agent → a push to its live MCP session (any
-process, through orchestrator.agent_registry) → a signed POST to its callbackUrl (retried by the
-`deliver_callbacks` worker) → it waits for `waiting-messages`.
+process, through orchestrator.agent_registry) → a signed POST to its callbackUrl (channels_app.callbacks,
+retried by every server process and by the `deliver_callbacks` worker) → it waits for `waiting-messages`.
 
 Every path first *claims* the row with a conditional UPDATE, so two processes (or two paths in one
 process) never deliver the same message twice. The claim is a lease: `delivered_via` names the path
@@ -12,8 +12,9 @@ lost). Success sets `delivered_at` - only after the event was actually sent.
 
 A freshly stored event gets its route before its transaction (delivery_route): for an agent whose
 session lives in this process the row is *inserted* claimed, so after the commit the notification
-goes out with no query before it; for an agent nobody can reach now (no waiter, no session, no
-callback, a single process) nothing runs at all. Pushes record their delivery in batches.
+goes out with no query before it; in a single process, one for an agent with a callbackUrl and no
+session is inserted claimed for the callback; for an agent nobody can reach now (no waiter, no session,
+no callback, a single process) nothing runs at all. Pushes and callbacks record their delivery in batches.
 
 Row states (for undelivered rows, `delivered_at IS NULL`):
   free       delivered_via = ''                (next_callback_at, if set, is when the next callback is due)
@@ -24,14 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
-import hmac
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -41,10 +37,9 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from agents.crypto import decrypt
 from agents.models import AgentStatus
 from channels_app.models import Direction, Message, MessageKind
 from channels_app.selectors import waiting_message_object
@@ -59,15 +54,11 @@ VIA_MCP = "mcp"
 VIA_CALLBACK = "callback"
 VIA_FETCH = "fetch"
 
-CALLBACK_MAX_ATTEMPTS = 8
-# 5 s × 3^n: 5, 15, 45, 135, 405, 1215, 3645 s between the 8 attempts - "from 5 s to about an hour".
-CALLBACK_FIRST_DELAY_SECONDS = 5
-CALLBACK_BACKOFF_FACTOR = 3
-CALLBACK_TIMEOUT_SECONDS = 10
 # How long a claim holds a row; longer than any single delivery attempt takes.
 LEASE_SECONDS = 60
-# The worker leaves a never-attempted row alone this long, so the in-process path (or a waiter) gets it first.
-WORKER_GRACE_SECONDS = 15
+# A row stored for an agent with a callbackUrl whose route is not decided in this process (several
+# processes) is due for a callback this long after it is stored, unless another path takes it first.
+CALLBACK_GRACE_SECONDS = 15
 # Cross-process waiters poll the database this often; same-process waiters are woken at once.
 WAITER_POLL_SECONDS = 0.25
 WAIT_DEFAULT_SECONDS = 25
@@ -91,7 +82,7 @@ def free_q(now: datetime) -> Q:
     return waiting_q() & (Q(delivered_via="") | Q(next_callback_at__lt=now))
 
 
-def _erased_fields() -> dict[str, Any]:
+def erased_fields() -> dict[str, Any]:
     """Retention 0 (the default) erases the body at the moment of delivery; metadata stays."""
     if settings.MESSAGE_BODY_RETENTION_DAYS == 0:
         return {"body": None, "html": None}
@@ -112,7 +103,7 @@ def message_mark_delivered(*, message_id: str, via: str) -> bool:
     """Record the delivery by the path that holds the claim."""
     return (
         Message.objects.filter(pk=message_id, delivered_at__isnull=True, delivered_via=via).update(
-            delivered_at=timezone.now(), next_callback_at=None, **_erased_fields()
+            delivered_at=timezone.now(), next_callback_at=None, **erased_fields()
         )
         == 1
     )
@@ -140,7 +131,7 @@ def messages_take_waiting(
         # Per-row conditional update: whoever flips delivered_at owns the row; a row another
         # process took between our read and this update is skipped.
         updated = Message.objects.filter(free_q(now), pk=message.pk).update(
-            delivered_at=now, delivered_via=via, next_callback_at=None, **_erased_fields()
+            delivered_at=now, delivered_via=via, next_callback_at=None, **erased_fields()
         )
         if updated:
             taken.append(waiting_message_object(message))
@@ -254,95 +245,6 @@ def messages_wait(
                     del _local_waiters[agent_id]
 
 
-# --- callbacks ------------------------------------------------------------------------------------
-
-
-def callback_signature(*, secret: str, timestamp: int, body: bytes) -> str:
-    """`X-Comms-Signature: t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<body>")>` (contract §8)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def callback_delay_seconds(attempts: int) -> int:
-    """Wait after the `attempts`-th failed attempt."""
-    return int(CALLBACK_FIRST_DELAY_SECONDS * CALLBACK_BACKOFF_FACTOR ** max(0, attempts - 1))
-
-
-def _post_callback(url: str, secret: str, body: bytes) -> tuple[bool, str]:
-    request = urllib.request.Request(  # noqa: S310 - the agent's own https/http callback URL (URLField)
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": f"agent-comms-orchestrator/{settings.VERSION}",
-            "X-Comms-Signature": callback_signature(secret=secret, timestamp=int(time.time()), body=body),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=CALLBACK_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return 200 <= response.status < 300, f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, str(exc)
-
-
-def callback_due_q(now: datetime) -> Q:
-    return (
-        free_q(now)
-        & Q(callback_attempts__lt=CALLBACK_MAX_ATTEMPTS)
-        & (Q(next_callback_at__isnull=True) | Q(next_callback_at__lte=now))
-    )
-
-
-def callback_attempt(message_id: str) -> bool | None:
-    """One signed POST of the event to the agent's callbackUrl. True: delivered; False: failed (retry
-    scheduled, or left waiting after the last attempt); None: not ours to send (taken, not due, no URL)."""
-    now = timezone.now()
-    claimed = Message.objects.filter(callback_due_q(now), pk=message_id).exclude(agent__callback_url="").update(
-        delivered_via=VIA_CALLBACK,
-        next_callback_at=now + timedelta(seconds=LEASE_SECONDS),
-        callback_attempts=F("callback_attempts") + 1,
-    )
-    if not claimed:
-        return None
-    message = Message.objects.select_related("agent").get(pk=message_id)
-    body = json.dumps(waiting_message_object(message), separators=(",", ":")).encode()
-    ok, outcome = _post_callback(message.agent.callback_url, decrypt(message.agent.callback_secret_encrypted), body)
-    if ok:
-        message_mark_delivered(message_id=message_id, via=VIA_CALLBACK)
-        return True
-    attempts = message.callback_attempts
-    retry_at = None
-    if attempts < CALLBACK_MAX_ATTEMPTS:
-        retry_at = timezone.now() + timedelta(seconds=callback_delay_seconds(attempts))
-    logger.info(
-        "Callback for %s to agent %s failed (%s), attempt %d/%d%s",
-        message_id,
-        message.agent_id,
-        outcome,
-        attempts,
-        CALLBACK_MAX_ATTEMPTS,
-        f", next at {retry_at:%H:%M:%S}" if retry_at else "; it stays in waiting-messages",
-    )
-    message_release(message_id=message_id, via=VIA_CALLBACK, next_callback_at=retry_at)
-    return False
-
-
-def callbacks_due(*, limit: int = 100) -> list[str]:
-    """Rows the worker should POST now: due retries, and first attempts the in-process path never made."""
-    now = timezone.now()
-    never_tried_before = now - timedelta(seconds=WORKER_GRACE_SECONDS)
-    return list(
-        Message.objects.filter(callback_due_q(now), agent__status=AgentStatus.ACTIVE)
-        .exclude(agent__callback_url="")
-        .filter(Q(callback_attempts__gt=0) | Q(created_at__lte=never_tried_before) | Q(next_callback_at__isnull=False))
-        .order_by("next_callback_at", "created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
 # --- the live session ----------------------------------------------------------------------------
 
 def _db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -383,7 +285,7 @@ _MARK_BATCH_SIZE = 64
 
 def messages_mark_pushed(*, message_ids: list[str]) -> int:
     """message_mark_delivered for several pushed rows in one write transaction."""
-    erase_bodies = bool(_erased_fields())
+    erase_bodies = bool(erased_fields())
     now = timezone.now()
 
     def mark(batch: list[str]) -> int:
@@ -530,6 +432,7 @@ def register_connect_listener() -> None:
 
 # What delivery_route decides, besides VIA_WAIT and VIA_MCP:
 ROUTE_FULL = "full"  # deliver_message after the commit: another process may hold the session, or a callback is due
+# VIA_CALLBACK: a single process, no waiter or session, a callbackUrl: the row is inserted claimed for the POST.
 ROUTE_NONE = "none"  # nobody to deliver to now: the row waits for waiting-messages or the agent's next connect
 
 
@@ -549,20 +452,33 @@ def delivery_route(*, agent_id: str, channel: str, callback_url: str) -> str:
         return VIA_WAIT
     if local_session(agent_id) is not None:
         return VIA_MCP
-    if settings.REDIS_URL or callback_url:
+    if settings.REDIS_URL:
         return ROUTE_FULL
+    if callback_url:
+        return VIA_CALLBACK
     return ROUTE_NONE
 
 
-def claim_at_birth(route: str) -> dict[str, Any]:
-    """Fields that insert the row already claimed for the push, when that is its route.
+def claim_at_birth(route: str, *, callback_url: str = "") -> dict[str, Any]:
+    """Fields that insert the row already claimed for its route's first attempt (a push, a callback).
 
-    The same lease as message_claim: if this process dies before the push, the lease expires and
-    the row is free again for the worker, a waiter or the next connect (never lost).
+    The same lease as message_claim: if this process dies before the attempt, the lease expires and
+    the row is free again for a server's callback sweep, the worker, a waiter or the next connect
+    (never lost). A row of the general path for an agent with a callbackUrl is free, with its callback
+    due after CALLBACK_GRACE_SECONDS, so a sweep finds it if nothing else takes it.
     """
-    if route != VIA_MCP:
-        return {}
-    return {"delivered_via": VIA_MCP, "next_callback_at": timezone.now() + timedelta(seconds=LEASE_SECONDS)}
+    now = timezone.now()
+    if route == VIA_MCP:
+        return {"delivered_via": VIA_MCP, "next_callback_at": now + timedelta(seconds=LEASE_SECONDS)}
+    if route == VIA_CALLBACK:
+        return {
+            "delivered_via": VIA_CALLBACK,
+            "next_callback_at": now + timedelta(seconds=LEASE_SECONDS),
+            "callback_attempts": 1,
+        }
+    if route == ROUTE_FULL and callback_url:
+        return {"next_callback_at": now + timedelta(seconds=CALLBACK_GRACE_SECONDS)}
+    return {}
 
 
 def deliver_stored(message: Message, route: str) -> None:
@@ -589,6 +505,8 @@ def deliver_stored(message: Message, route: str) -> None:
         route = ROUTE_FULL
     if route == VIA_MCP:
         _run_delivery(lambda: _push_born_claimed(message), message.pk)
+    elif route == VIA_CALLBACK:
+        _run_delivery(lambda: _post_born_claimed(message), message.pk)
     else:
         _run_delivery(lambda: _deliver_in_hand(message), message.pk)
 
@@ -600,6 +518,16 @@ async def _push_born_claimed(message: Message) -> None:
         # The session went away between the insert and now; the row is free again (released).
         await _deliver_in_hand(message)
     except Exception:
+        logger.exception("Delivering %s failed", message.pk)
+
+
+async def _post_born_claimed(message: Message) -> None:
+    from channels_app.callbacks import callback_post_stored
+
+    try:
+        await callback_post_stored(message)
+    except Exception:
+        # The lease runs out and the row is due again for the sweep.
         logger.exception("Delivering %s failed", message.pk)
 
 
@@ -616,8 +544,9 @@ async def _deliver_in_hand(message: Message) -> str:
                 return VIA_MCP
         agent = message.agent
         if agent.callback_url and agent.status == AgentStatus.ACTIVE:
-            posted: bool | None = await run_blocking(callback_attempt, message.pk)
-            if posted:
+            from channels_app.callbacks import callback_attempt
+
+            if await callback_attempt(message.pk, first=True):
                 return VIA_CALLBACK
     except Exception:
         # The row is stored and free again: the worker, a waiter or the next connect picks it up.
@@ -647,6 +576,10 @@ def _loop_outside_the_server() -> asyncio.AbstractEventLoop:
     with _fallback_lock:
         if _fallback_loop is None or _fallback_loop.is_closed():
             loop = asyncio.new_event_loop()
+            from channels_app.callbacks import without_sweeper
+
+            # A sweep here would outlive the caller (a command, a test) and race its database teardown.
+            without_sweeper(loop)
             threading.Thread(target=loop.run_forever, name="comms-delivery", daemon=True).start()
             _fallback_loop = loop
         return _fallback_loop

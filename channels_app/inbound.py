@@ -88,7 +88,8 @@ def _new_message(
 ) -> Message:
     """The unsaved row, built before the transaction so that the write transaction (on SQLite, the
     database's one write lock) holds only the inserts."""
-    return Message(agent=agent, direction=direction, status=status, **delivery.claim_at_birth(route), **fields)
+    claim = delivery.claim_at_birth(route, callback_url=agent.callback_url)
+    return Message(agent=agent, direction=direction, status=status, **claim, **fields)
 
 
 def _insert(message: Message, route: str) -> Message:

@@ -74,6 +74,13 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["agent", "direction", "delivered_at"]),
             models.Index(fields=["agent", "created_at"]),
+            # The callback sweep every server process runs each second reads only rows with a due time
+            # (channels_app.callbacks.callbacks_due): leases in flight and scheduled retries, a handful.
+            models.Index(
+                fields=["next_callback_at"],
+                condition=Q(delivered_at__isnull=True, next_callback_at__isnull=False),
+                name="message_callback_due",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -34,7 +34,9 @@ View = Callable[[HttpRequest, str], HttpResponse]
 # organization of the stored row, the delivery route). Loading only these columns, without the
 # model's default ORDER BY, makes the one read per webhook about 40 % cheaper; a field outside the
 # list would still load on access, with a query of its own.
-WEBHOOK_AGENT_FIELDS = ("id", "organization_id", "display_name", "status", "blocked_channels", "callback_url")
+WEBHOOK_AGENT_FIELDS = (
+    "id", "organization_id", "display_name", "status", "blocked_channels", "callback_url", "callback_secret_encrypted",
+)
 
 
 def _agent(agent_id: str, *extra_fields: str) -> Agent | None:

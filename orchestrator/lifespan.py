@@ -12,6 +12,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 ShutdownHook = Callable[[], Awaitable[None]]
+StartupHook = Callable[[], None]
 _shutdown_hooks: list[ShutdownHook] = []
 # Run after every shutdown hook, in order; a hook may not return (admin_ui.restart re-executes the process).
 _final_hooks: list[Callable[[], None]] = []
@@ -31,6 +32,22 @@ def _mark_started() -> None:
 
 def after_shutdown(hook: Callable[[], None]) -> None:
     _final_hooks.append(hook)
+_startup_hooks: list[StartupHook] = []
+
+
+def on_startup(hook: StartupHook) -> None:
+    """Run `hook` on the server's event loop when it starts (uvicorn). Daphne sends no lifespan events,
+    so a hook must also be started lazily by whatever needs it."""
+    if hook not in _startup_hooks:
+        _startup_hooks.append(hook)
+
+
+def run_startup_hooks() -> None:
+    for hook in list(_startup_hooks):
+        try:
+            hook()
+        except Exception:
+            logger.exception("Startup hook failed")
 
 
 def on_shutdown(hook: ShutdownHook) -> None:
@@ -52,6 +69,7 @@ class LifespanApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 _mark_started()
+                run_startup_hooks()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await run_shutdown_hooks()

@@ -79,6 +79,19 @@ MAX_REQUEST_BODY_BYTES = 1024 * 1024
 # Days a delivered inbound message keeps its body; 0 erases it once delivered and acknowledged.
 MESSAGE_BODY_RETENTION_DAYS: int = env.int("MESSAGE_BODY_RETENTION_DAYS", 0, minimum=0)
 
+# --- callbacks (contract §8; channels_app.callbacks, channels_app.destinations) ---------------
+# Hosts (names or addresses, comma-separated) a callbackUrl may reach although they are not public:
+# an operator's internal agent runner. Everything else must resolve to public addresses only.
+CALLBACK_ALLOWED_HOSTS: list[str] = [h.strip() for h in env.str("CALLBACK_ALLOWED_HOSTS").split(",") if h.strip()]
+CALLBACK_TIMEOUT_SECONDS: int = env.int("CALLBACK_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
+# Callbacks in flight at once to one destination (scheme, host, port), over as many kept-alive connections.
+CALLBACK_CONCURRENCY_PER_DESTINATION: int = env.int("CALLBACK_CONCURRENCY_PER_DESTINATION", 8, minimum=1, maximum=100)
+# The wait after the first failed attempt; each later one is 3× the previous (5 s … about an hour).
+# Tests shorten it; the contract fixes 5 s.
+CALLBACK_FIRST_RETRY_SECONDS: float = 5.0
+# How often each server process (and deliver_callbacks) looks for due retries; 0 turns the server's off.
+CALLBACK_SWEEP_SECONDS: float = float(env.int("CALLBACK_SWEEP_MILLISECONDS", 1000, minimum=0)) / 1000
+
 # --- Django ------------------------------------------------------------------------------
 ALLOWED_HOSTS = list({PUBLIC_HOST, "localhost", "127.0.0.1", "[::1]", "testserver"} | set(
     h.strip() for h in env.str("EXTRA_ALLOWED_HOSTS").split(",") if h.strip()
@@ -246,5 +259,8 @@ LOGGING = {
         "django": {"handlers": [], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # httpx logs every request at INFO: a line per callback (with its URL) is noise and costs CPU;
+        # failed callbacks are logged by channels_app.callbacks.
+        "httpx": {"level": "WARNING"},
     },
 }

@@ -13,6 +13,9 @@ os.environ["ORCHESTRATOR_TOKEN"] = "orch_test_orchestrator_token_0123456789"
 os.environ["DEMO_MODE"] = "false"
 os.environ["DEBUG"] = "true"
 os.environ.setdefault("PUBLIC_BASE_URL", "http://localhost:3100")
+# No server process of the suite (the second server included) sweeps for due callbacks unless a test
+# turns it on: tests drive retries through deliver_callbacks or the setting.
+os.environ["CALLBACK_SWEEP_MILLISECONDS"] = "0"
 for provider_variable in (
     "TWILIO_ACCOUNT_SID",
     "TWILIO_AUTH_TOKEN",
