@@ -11,6 +11,7 @@ from django.conf import settings
 
 from agents.models import Agent, Organization
 from channels_app.channel_registry import CHANNELS
+from channels_app.destinations import DestinationRefused, callback_url_check
 
 # --- blocked channels -------------------------------------------------------------------------------
 
@@ -54,6 +55,16 @@ class AgentAdminForm(forms.ModelForm):
         fields = ("id", "organization", "display_name", "status", "blocked_channels", "greeting", "system_prompt",
                   "voice", "language", "callback_url", "markup_percent", "tier", "quiet_hours_start",
                   "quiet_hours_end", "deprovisioned_at")
+
+    def clean_callback_url(self) -> str:
+        """As provisioning: a callbackUrl reaches public addresses only (CALLBACK_ALLOWED_HOSTS aside)."""
+        url: str = self.cleaned_data.get("callback_url") or ""
+        if url:
+            try:
+                callback_url_check(url)
+            except DestinationRefused as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
 
 
 # --- provisioning -----------------------------------------------------------------------------------

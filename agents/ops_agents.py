@@ -15,8 +15,6 @@ from agents.provisioning import ProvisionInput, agent_channel_status, agent_depr
 from agents.selectors import agent_get_for_principal, organization_get_for_principal
 from agents.services import agent_token_issue
 from agents.usage import agent_limits_update, billing_summary, limits_object, usage_dashboard
-from channels_app.destinations import DestinationRefused, callback_url_check
-from orchestrator.errors import ApiError
 from orchestrator.op_outputs import (
     AgentLimitsOutput,
     BillingOutput,
@@ -104,11 +102,6 @@ def _organization_for(principal: Principal, org_id: str | None) -> Organization:
 def provision_channels(principal: Principal, data: ProvisionInput) -> dict[str, Any]:
     require_admin(principal)
     organization = _organization_for(principal, data.org_id)
-    if data.callback_url:
-        try:
-            callback_url_check(data.callback_url)
-        except DestinationRefused as exc:
-            raise ApiError(400, "invalid_request", str(exc), field="callbackUrl") from None
     return agent_provision(organization=organization, request=data)
 
 

@@ -34,6 +34,7 @@ from agents.services import (
     default_email_address,
 )
 from channels_app.channel_registry import CAPABILITIES, CHANNELS
+from channels_app.destinations import DestinationRefused, callback_url_check
 from channels_app.providers.base import ProviderError, ProviderNotConfigured, PurchasedNumber, webhook_url
 from orchestrator.errors import ApiError
 from orchestrator.operations import OperationInput
@@ -130,6 +131,12 @@ def _validate(request: ProvisionInput) -> None:
             and not settings.LINE_CHANNEL_ACCESS_TOKEN:
         raise ApiError(400, "invalid_request", "LINE needs line.channelAccessToken and line.channelSecret "
                        "(or a default LINE channel in LINE_CHANNEL_ACCESS_TOKEN).", field="line")
+    if request.callback_url:
+        # No callbacks to loopback, private or metadata addresses (SSRF); every delivery checks again.
+        try:
+            callback_url_check(request.callback_url)
+        except DestinationRefused as exc:
+            raise ApiError(400, "invalid_request", str(exc), field="callbackUrl") from None
 
 
 def _email_address(agent_id: str, email_domain: str | None) -> str:

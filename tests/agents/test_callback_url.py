@@ -6,8 +6,6 @@ import ipaddress
 import socket
 
 import pytest
-from django.contrib.auth.models import User
-from django.test import Client
 
 from agents.models import Agent
 from tests.ops_helpers import Api
@@ -84,20 +82,29 @@ def test_an_operator_can_allow_an_internal_host(org_api, settings):
     assert provision(org_api, "http://10.0.0.5/hook")[0] == 400
 
 
-def test_the_admin_refuses_a_loopback_callback_url(make_agent):
+def test_the_admin_refuses_a_loopback_callback_url(make_agent, admin_client):
     make_agent("agent-a")
-    User.objects.create_superuser("root", "root@example.com", "pw")
-    browser = Client()
-    browser.login(username="root", password="pw")
-    page = browser.get("/admin/agents/agent/agent-a/change/")
+    page = admin_client.get("/admin/agents/agent/agent-a/change/")
     assert page.status_code == 200
-    form = {name: value for name, value in page.context["adminform"].form.initial.items() if value is not None}
+    form = {name: value for name, value in page.context["adminform"].form.initial.items()
+            if value is not None and name != "blocked_channels"}
     form.update({
-        "organization": "default", "blocked_channels": "[]", "callback_url": "http://169.254.169.254/latest",
+        "organization": "default", "callback_url": "http://169.254.169.254/latest",
         "addresses-TOTAL_FORMS": "0", "addresses-INITIAL_FORMS": "0",
         "limits-TOTAL_FORMS": "0", "limits-INITIAL_FORMS": "0",
     })
-    response = browser.post("/admin/agents/agent/agent-a/change/", form)
+    response = admin_client.post("/admin/agents/agent/agent-a/change/", form)
     assert response.status_code == 200  # the form again, with the error
     assert "callbackUrl must reach a public address" in response.content.decode()
     assert Agent.objects.get(pk="agent-a").callback_url == ""
+
+
+def test_the_admin_provision_page_refuses_a_loopback_callback_url(admin_client, settings, default_org):
+    settings.DEMO_MODE = True
+    response = admin_client.post("/admin/provision", {
+        "display_name": "Front desk", "agent_id": "front-desk", "capabilities": ["email"], "country": "US",
+        "callback_url": "http://localhost:8080/hook",
+    })
+    assert response.status_code == 200
+    assert "callbackUrl must reach a public address" in response.content.decode()
+    assert not Agent.objects.exists()
