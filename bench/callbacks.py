@@ -195,7 +195,7 @@ async def main_async(args: argparse.Namespace) -> None:
     sender_counts = [int(n) for n in args.senders.split(",")]
     print(f"{time.strftime('%H:%M:%S')} UTC, load {os.getloadavg()[0]:.1f}; {args.count} webhooks per run"
           + (f", 20-sender runs paced at {args.rate:.0f}/s" if args.rate else ", closed loop"))
-    with server_process(env) as server:
+    with server_process(env, profile_to=args.profile) as server:
         for warm_agent in (PLAIN_AGENT, CALLBACK_AGENT):
             await run(server, server.port, signed(warm_agent, 300, base, "warm-up"), 20, 0.0,
                       receiver if warm_agent == CALLBACK_AGENT else None)
@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--senders", default="1,20", help="comma-separated sender counts (default 1,20)")
     parser.add_argument("--rate", type=float, default=0.0, help="webhooks/s due across the senders (default: closed loop)")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the server (repeatable)")
+    parser.add_argument("--profile", default=None, help="sample the server with py-spy into this file (raw)")
     asyncio.run(main_async(parser.parse_args()))
 
 

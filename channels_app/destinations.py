@@ -93,6 +93,8 @@ def _parsed(url: str) -> tuple[SplitResult, str, int]:
         raise DestinationRefused("callbackUrl is not a valid URL.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DestinationRefused("callbackUrl must be an http(s) URL with a host.")
+    if any(character <= " " or character == "\x7f" for character in url):
+        raise DestinationRefused("callbackUrl must not contain spaces or control characters.")
     return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
