@@ -130,22 +130,24 @@ def callback_claim(*, message_id: str, first: bool = False) -> CallbackJob | Non
     `first`: the attempt right after the row was stored, which may come before the due time the row was
     stored with (channels_app.delivery.claim_at_birth: the time a sweep takes it up if nothing else does).
     """
+    message = Message.objects.select_related("agent").filter(pk=message_id).first()
+    if message is None or message.agent.status != AgentStatus.ACTIVE or not message.agent.callback_url:
+        return None
     now = timezone.now()
     due = callback_due_q(now)
     if first:
         due |= free_q(now) & Q(callback_attempts=0)
-    claimed = (
-        Message.objects.filter(due, pk=message_id, agent__status=AgentStatus.ACTIVE)
-        .exclude(agent__callback_url="")
-        .update(
-            delivered_via=VIA_CALLBACK,
-            next_callback_at=now + timedelta(seconds=LEASE_SECONDS),
-            callback_attempts=F("callback_attempts") + 1,
-        )
+    # Conditions on this row only: an UPDATE whose WHERE reaches another table becomes `id IN (subquery)`,
+    # and PostgreSQL re-checks a concurrently updated row against the outer condition only, so two
+    # racing claims could both succeed. Checked on the row, the loser sees the winner's claim.
+    claimed = Message.objects.filter(due, pk=message_id).update(
+        delivered_via=VIA_CALLBACK,
+        next_callback_at=now + timedelta(seconds=LEASE_SECONDS),
+        callback_attempts=F("callback_attempts") + 1,
     )
     if not claimed:
         return None
-    message = Message.objects.select_related("agent").get(pk=message_id)
+    message.refresh_from_db(fields=["callback_attempts", "delivered_via", "next_callback_at"])
     return callback_job(message, message.agent)
 
 
