@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, Q, QuerySet
 from django.utils import timezone
 
 from agents.crypto import token_digest
@@ -69,6 +69,24 @@ def principal_and_agent_from_token(raw_token: str) -> tuple[Principal | None, Ag
 # session is another object, so it never sees an agent read for someone else's request), and taken at
 # most once, so a second lookup in the same request reads the database again.
 _request_agent = threading.local()
+
+
+def principal_session_valid(principal: Principal, *, agent_id: str | None) -> bool:
+    """Whether a live MCP session of `principal` (registered for `agent_id`) may still receive the agent's
+    events: its token is not revoked and the agent is active. One query."""
+    agent_active = Agent.objects.filter(pk=agent_id, status=AgentStatus.ACTIVE)
+    if principal.role is not Role.SUPER_ADMIN and principal.token_id is None:
+        return False
+    if principal.role is Role.AGENT:
+        return AgentToken.objects.filter(
+            pk=principal.token_id or 0, revoked_at__isnull=True, agent_id=agent_id, agent__status=AgentStatus.ACTIVE
+        ).exists()
+    if principal.role is Role.ORG_ADMIN:
+        live = OrgToken.objects.filter(pk=principal.token_id or 0, revoked_at__isnull=True)
+        if agent_id is None:
+            return live.exists()
+        return agent_active.filter(organization_id=principal.org_id).filter(Exists(live)).exists()
+    return agent_id is None or agent_active.exists()
 
 
 def request_agent_remember(principal: Principal, agent: Agent) -> None:

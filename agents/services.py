@@ -6,6 +6,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -84,9 +85,10 @@ def org_token_issue(*, organization: Organization, label: str = "", revoke_exist
     """Issue an org token; with revoke_existing the previous ones stop working (regenerate)."""
     revoked = 0
     if revoke_existing:
-        revoked = OrgToken.objects.filter(organization=organization, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
+        live = OrgToken.objects.filter(organization=organization, revoked_at__isnull=True)
+        ids = list(live.values_list("pk", flat=True))
+        revoked = OrgToken.objects.filter(pk__in=ids).update(revoked_at=timezone.now())
+        sessions_end_on_commit({"tokenKind": "org", "tokenIds": ids})
     token = new_token("org")
     row = OrgToken.objects.create(
         organization=organization,
@@ -109,22 +111,40 @@ def agent_token_issue(*, agent: Agent, label: str = "", revoke_existing: bool = 
     return IssuedToken(token=token, token_id=row.pk, revoked_count=revoked)
 
 
+def sessions_end_on_commit(selector: dict[str, Any]) -> None:
+    """Once the transaction commits, end the live MCP sessions `selector` names, in every process
+    (orchestrator.agent_registry.sessions_end): a revoked token or a stopped agent keeps no stream."""
+    if selector.get("tokenIds") == []:
+        return
+    from orchestrator.agent_registry import sessions_end
+
+    transaction.on_commit(lambda: sessions_end(selector))
+
+
 def agent_tokens_revoke(*, agent: Agent) -> int:
-    return AgentToken.objects.filter(agent=agent, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    ids = list(AgentToken.objects.filter(agent=agent, revoked_at__isnull=True).values_list("pk", flat=True))
+    sessions_end_on_commit({"tokenKind": "agent", "tokenIds": ids})
+    return AgentToken.objects.filter(pk__in=ids).update(revoked_at=timezone.now())
 
 
 def token_revoke(*, token_id: int, kind: str) -> bool:
     """Revoke one token by id; kind is 'agent' or 'org'. True when something was revoked."""
     model = AgentToken if kind == "agent" else OrgToken
-    return model.objects.filter(pk=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now()) > 0
+    revoked = model.objects.filter(pk=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now()) > 0
+    if revoked:
+        sessions_end_on_commit({"tokenKind": "agent" if kind == "agent" else "org", "tokenIds": [token_id]})
+    return revoked
 
 
 def token_revoke_by_value(*, token: str) -> bool:
     """Revoke a token given as its value (e.g. one that leaked); only its digest is looked up."""
     digest = token_digest(token.strip())
     now = timezone.now()
-    revoked = AgentToken.objects.filter(digest=digest, revoked_at__isnull=True).update(revoked_at=now)
-    revoked += OrgToken.objects.filter(digest=digest, revoked_at__isnull=True).update(revoked_at=now)
+    revoked = 0
+    for model, kind in ((AgentToken, "agent"), (OrgToken, "org")):
+        ids = list(model.objects.filter(digest=digest, revoked_at__isnull=True).values_list("pk", flat=True))
+        revoked += model.objects.filter(pk__in=ids).update(revoked_at=now)
+        sessions_end_on_commit({"tokenKind": kind, "tokenIds": ids})
     return revoked > 0
 
 
@@ -205,6 +225,7 @@ def default_email_address(agent_id: str) -> str:
 def agent_deactivate(*, agent: Agent) -> int:
     """Mark an agent deprovisioned and revoke its tokens; returns how many tokens were revoked."""
     Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.DEPROVISIONED, deprovisioned_at=timezone.now())
+    sessions_end_on_commit({"agentId": agent.pk})
     return agent_tokens_revoke(agent=agent)
 
 

@@ -10,8 +10,16 @@ channel (not a group broadcast) with its own channel as the reply address, and w
 Each process runs one listener task on its own channel, started lazily on first use (daphne sends no
 ASGI lifespan). Without Redis everything works within the one process.
 
+Ending sessions: when a token is revoked or an agent deprovisioned or suspended, `sessions_end` (sync,
+any thread) ends the matching sessions in this process at once and, with `REDIS_URL`, in every other
+process through a channel-layer group every link joins. A push that reaches a session is checked
+against the database afterwards (`_still_authorized`): one whose token stopped being valid before the
+check never counts as delivered, which covers the moment between a revocation's commit and the end
+request reaching the session's process.
+
 Public interface (other modules code against exactly these names):
-`notify_agent`, `sample_agent`, `is_agent_connected`, `add_connect_listener`, `AgentNotConnected`.
+`notify_agent`, `sample_agent`, `is_agent_connected`, `add_connect_listener`, `AgentNotConnected`,
+`sessions_end`, `add_end_listener`.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ if TYPE_CHECKING:
     from mcp.server.session import ServerSession
     from redis.asyncio import Redis
 
+    from agents.principals import Principal
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -47,6 +57,8 @@ OWNER_TTL_SECONDS = 90
 OWNER_REFRESH_SECONDS = 30
 OWNER_KEY_PREFIX = "comms:mcp:agent-owner:"
 OWNER_CACHE_SECONDS = 2.0
+# The channel-layer group every process's link joins, to hear which sessions must end.
+END_GROUP = "comms.mcp.session-ends"
 
 
 class AgentNotConnected(Exception):
@@ -72,6 +84,8 @@ class LiveSession:
     transport: str
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Who opened the session: pushes count as delivered only while its token is still valid.
+    principal: Principal | None = None
 
     @property
     def can_sample(self) -> bool:
@@ -228,6 +242,95 @@ def connected_agent_ids_sync(agent_ids: list[str]) -> set[str]:
     return connected | {agent_id for agent_id, exists in zip(elsewhere, answers, strict=True) if exists}
 
 
+# --- ending sessions (revoked tokens, deprovisioned or suspended agents) --------------------------
+
+# A selector names the sessions to end, in a form that travels through the channel layer:
+# {"agentId": id}: every session of the agent (its own tokens', and admin sessions registered for it);
+# {"tokenKind": "agent"|"org", "tokenIds": [ids]}: every session opened with one of those tokens.
+Selector = dict[str, Any]
+EndListener = Callable[[Selector], None]
+_end_listeners: list[EndListener] = []
+# Event loops that serve MCP sessions in this process (the gate records them); ends run on each.
+_serving_loops: set[asyncio.AbstractEventLoop] = set()
+
+
+def add_end_listener(callback: EndListener) -> None:
+    """Call `callback(selector)` on each serving event loop when sessions must end (the transport gate)."""
+    if callback not in _end_listeners:
+        _end_listeners.append(callback)
+
+
+async def serve_here() -> None:
+    """Called by the gate on each request: this loop serves MCP sessions, so it hears every end request
+    (with Redis, through this loop's link, created now if it was not)."""
+    loop = asyncio.get_running_loop()
+    if loop in _serving_loops:
+        return
+    for old in [old for old in _serving_loops if old.is_closed()]:
+        _serving_loops.discard(old)
+    _serving_loops.add(loop)
+    await _link()
+
+
+def session_matches(selector: Selector, principal: Principal, agent_id: str | None) -> bool:
+    from agents.principals import Role
+
+    if "agentId" in selector:
+        return selector["agentId"] in (principal.agent_id, agent_id)
+    role = Role.AGENT if selector.get("tokenKind") == "agent" else Role.ORG_ADMIN
+    return principal.role is role and principal.token_id in selector.get("tokenIds", ())
+
+
+def session_end_selector(session: LiveSession) -> Selector:
+    principal = session.principal
+    if principal is None or principal.token_id is None:
+        return {"agentId": session.agent_id}
+    from agents.principals import Role
+
+    return {"tokenKind": "agent" if principal.role is Role.AGENT else "org", "tokenIds": [principal.token_id]}
+
+
+def end_sessions_here(selector: Selector) -> None:
+    """On a serving loop: forget the matching sessions (no more pushes) and have the gate close them."""
+    loop = asyncio.get_running_loop()
+    for session in list(_sessions.values()):
+        # Each serving loop ends its own sessions (their streams and Redis link belong to it).
+        if session.loop is not loop:
+            continue
+        if session.principal is not None and session_matches(selector, session.principal, session.agent_id):
+            del _sessions[session.agent_id]
+            link = _links.get(loop)
+            if link is not None:
+                _spawn(link.release(session))
+    metrics.ACTIVE_AGENTS.set(len(_sessions))
+    for callback in list(_end_listeners):
+        try:
+            callback(selector)
+        except Exception:
+            logger.exception("Ending MCP sessions for %s failed", selector)
+
+
+def sessions_end(selector: Selector) -> None:
+    """End the matching sessions in every process: here at once, elsewhere through the channel layer.
+
+    Synchronous, for services (call it after the revocation commits: `transaction.on_commit`).
+    """
+    for loop in list(_serving_loops):
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(end_sessions_here, selector)
+    if settings.REDIS_URL:
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is not None:
+            try:
+                async_to_sync(layer.group_send)(END_GROUP, {"type": "mcp.end", "selector": selector})
+            except Exception:
+                # The post-push check still keeps anything from counting as delivered to those sessions.
+                logger.exception("Could not tell the other processes to end MCP sessions for %s", selector)
+
+
 # --- local delivery ------------------------------------------------------------------------------
 
 
@@ -237,7 +340,22 @@ async def _push_notification(session: LiveSession, event: dict[str, Any]) -> boo
     # Logging is gone at 2026-07-28; we only register handshake-era sessions, where notifications/message
     # is the contract's delivery channel and send_log_message sends on the connection's standalone channel.
     await session.session.send_log_message(level="info", data=event, logger=INBOUND_LOGGER)
+    if not await _still_authorized(session):
+        # Revoked (or the agent stopped) before this push went out, and the end request has not reached
+        # us yet: the push does not count, the message stays for the agent's valid token.
+        end_sessions_here(session_end_selector(session))
+        return False
     return True
+
+
+async def _still_authorized(session: LiveSession) -> bool:
+    """Checked after the push: a revocation committed before this read is seen, one after it came later."""
+    if session.principal is None:
+        return True
+    from agents.selectors import principal_session_valid
+    from orchestrator.workers import run_local
+
+    return await run_local(principal_session_valid, session.principal, agent_id=session.agent_id)
 
 
 async def _sample_local(
@@ -332,7 +450,7 @@ class _Link:
         self.owner_cache: dict[str, tuple[str, float]] = {}
 
     def start(self) -> None:
-        for coro in (self._listen(), self._refresh()):
+        for coro in (self._join_end_group(), self._listen(), self._refresh()):
             task = self.loop.create_task(coro)
             self.tasks.add(task)
 
@@ -379,6 +497,10 @@ class _Link:
         if self.claimed.get(session.agent_id) == value:
             del self.claimed[session.agent_id]
         await _compare_and_delete(self.redis, OWNER_KEY_PREFIX + session.agent_id, value)
+
+    async def _join_end_group(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.layer.group_add(END_GROUP, self.channel)
 
     # requests to other processes
 
@@ -466,6 +588,8 @@ class _Link:
                     pending.resolve(message)
             elif kind == "mcp.request":
                 _spawn(self._serve(message))
+            elif kind == "mcp.end":
+                end_sessions_here(message.get("selector") or {})
             elif kind == "mcp.superseded":
                 session = _sessions.get(message.get("agentId", ""))
                 if session is not None and session.key == message.get("session"):
@@ -488,6 +612,8 @@ class _Link:
     async def _refresh(self) -> None:
         while True:
             await asyncio.sleep(OWNER_REFRESH_SECONDS)
+            # Group membership expires (group_expiry); joining again keeps this process hearing ends.
+            await self._join_end_group()
             for agent_id, value in list(self.claimed.items()):
                 with contextlib.suppress(Exception):
                     await _refresh_if_ours(self.redis, OWNER_KEY_PREFIX + agent_id, value, OWNER_TTL_SECONDS)

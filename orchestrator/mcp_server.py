@@ -165,7 +165,9 @@ async def _on_initialized(ctx: ServerRequestContext[Any, Any], params: Notificat
         return
     # ctx.session sends what it is not given a request id for on the connection's standalone channel,
     # which lives as long as the session: it is how the registry reaches the agent later.
-    live = agent_registry.LiveSession(agent_id=binding.agent_id, session=ctx.session, transport=binding.transport)
+    live = agent_registry.LiveSession(
+        agent_id=binding.agent_id, session=ctx.session, transport=binding.transport, principal=binding.principal
+    )
     if binding.transport == TRANSPORT_SSE:
         # The SSE stream is open for the session's whole life: it is reachable now, and until the gate's
         # stream ends (streams.ended).

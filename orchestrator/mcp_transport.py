@@ -38,6 +38,7 @@ from starlette.types import Message
 from agents.authentication import authenticate_token, bearer_from_header, client_address_from
 from agents.principals import Principal, Role
 from agents.selectors import agent_get_for_principal
+from orchestrator import agent_registry
 from orchestrator.errors import ApiError
 from orchestrator.lifespan import on_shutdown
 from orchestrator.logging import RedactTokensFilter
@@ -148,6 +149,16 @@ class Pin:
     token: str
     token_bytes: bytes
     verified_at: float
+    # The event loop serving the session; set once its token is revoked (every later request: 401).
+    loop: asyncio.AbstractEventLoop | None = None
+    revoked: bool = False
+
+
+@dataclass(eq=False)
+class _OpenSseStream:
+    pin: Pin
+    cancel_scope: anyio.CancelScope
+    loop: asyncio.AbstractEventLoop
 
 
 class _ResponseGuard:
@@ -195,6 +206,9 @@ class McpGate:
         self._managers: dict[asyncio.AbstractEventLoop, StreamableHTTPSessionManager] = {}
         self._manager_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._manager_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._sse_streams: set[_OpenSseStream] = set()
+        self._terminations: set[asyncio.Task[None]] = set()
+        agent_registry.add_end_listener(self._end_sessions)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         guard = _ResponseGuard(send)
@@ -206,6 +220,7 @@ class McpGate:
             logger.debug("MCP session closed while its last request finished", exc_info=True)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await agent_registry.serve_here()
         headers = _headers(scope)
         if not host_allowed(headers.get("host"), headers.get("origin")):
             await send_error(send, ApiError(403, "forbidden", "This Host or Origin may not use the MCP endpoints."))
@@ -247,16 +262,23 @@ class McpGate:
 
         scope[BINDING_SCOPE_KEY] = binding
         server = get_server()
+        stream = _OpenSseStream(pin, anyio.CancelScope(), asyncio.get_running_loop())
+        self._sse_streams.add(stream)
         try:
-            async with self.sse.connect_sse(scope, receive, send_and_pin) as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, server.create_initialization_options())
+            with stream.cancel_scope:
+                async with self.sse.connect_sse(scope, receive, send_and_pin) as (read_stream, write_stream):
+                    await server.run(read_stream, write_stream, server.create_initialization_options())
         except ValueError:
             # connect_sse has already answered a request its own checks refused.
             logger.debug("SSE connection refused by the transport")
         finally:
+            self._sse_streams.discard(stream)
             for session_id in session_ids:
                 self.sse_pins.pop(session_id, None)
                 await streams.ended(session_id)
+        if stream.cancel_scope.cancelled_caught:
+            # Ended because its token was revoked: finish the response (the guard drops this if it was).
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _serve_sse_post(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         session_id = _query(scope).get("session_id", "")
@@ -291,7 +313,7 @@ class McpGate:
         async def send_and_pin(message: Message) -> None:
             if message["type"] == "http.response.start":
                 for name, value in message.get("headers", []):
-                    if name.lower() == SESSION_HEADER:
+                    if name.lower() == SESSION_HEADER and not pin.revoked:
                         self.http_pins[value.decode("latin-1")] = pin
             await send(message)
 
@@ -344,6 +366,52 @@ class McpGate:
         finally:
             if opened:
                 await streams.closed(session_id)
+
+    # ending sessions whose token was revoked (agent_registry.sessions_end)
+
+    def _end_sessions(self, selector: agent_registry.Selector) -> None:
+        """On each serving loop: close this loop's SSE streams and Streamable HTTP sessions that match.
+
+        Their pins turn revoked first, so nothing the session's client sends is served any more (401).
+        """
+        loop = asyncio.get_running_loop()
+        for stream in list(self._sse_streams):
+            binding = stream.pin.binding
+            if stream.loop is loop and agent_registry.session_matches(selector, binding.principal, binding.agent_id):
+                stream.pin.revoked = True
+                stream.cancel_scope.cancel()
+        for session_id, pin in list(self.http_pins.items()):
+            binding = pin.binding
+            if pin.loop is loop and agent_registry.session_matches(selector, binding.principal, binding.agent_id):
+                pin.revoked = True
+                task = loop.create_task(self._terminate(session_id))
+                self._terminations.add(task)
+                task.add_done_callback(self._terminations.discard)
+
+    async def _terminate(self, session_id: str) -> None:
+        """End a Streamable HTTP session as its client's DELETE would: the SDK closes its streams."""
+        manager = self._managers.get(asyncio.get_running_loop())
+        if manager is None:
+            return
+        scope: Scope = {
+            "type": "http", "method": "DELETE", "path": STREAMABLE_PATH, "raw_path": STREAMABLE_PATH.encode(),
+            "root_path": "", "query_string": b"", "scheme": "http", "http_version": "1.1",
+            "server": ("localhost", 80), "client": ("127.0.0.1", 0),
+            "headers": [(b"host", b"localhost"), (SESSION_HEADER, session_id.encode("latin-1"))],
+        }
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def discard(message: Message) -> None:
+            return None
+
+        try:
+            await manager.handle_request(scope, receive, discard)
+        except Exception:
+            logger.exception("Could not end MCP session %s after its token was revoked", session_id)
+        finally:
+            self.http_pins.pop(session_id, None)
 
     async def _manager(self) -> StreamableHTTPSessionManager:
         """This event loop's session manager, started on first use (daphne sends no lifespan)."""
@@ -401,11 +469,13 @@ async def _authenticate(scope: Scope, headers: dict[str, str], token: str | None
 
 
 def _pin(binding: Binding, token: str | None) -> Pin:
-    return Pin(binding, token or "", (token or "").encode(), time.monotonic())
+    return Pin(binding, token or "", (token or "").encode(), time.monotonic(), loop=asyncio.get_running_loop())
 
 
 async def _check_pin(scope: Scope, headers: dict[str, str], pin: Pin, *, token: str | None, required: bool = False) -> None:
     """A request for a pinned session must carry no credentials (SSE only) or the same principal's."""
+    if pin.revoked:
+        raise ApiError(401, "invalid_token", "The token of this MCP session has been revoked.")
     if token is None:
         if required:
             raise ApiError(401, "missing_token", "Send Authorization: Bearer <token>.")

@@ -81,3 +81,41 @@ def _local(agent_id: str):  # type: ignore[no-untyped-def]
 
 async def _not_connected(agent_id: str) -> bool:
     return not await agent_registry.is_agent_connected(agent_id)
+
+
+async def test_revoking_a_token_in_one_process_closes_its_sessions_in_every_process(
+    asgi_server: LiveServer, second_asgi_server: LiveServer, make_agent
+) -> None:
+    """Issue 14, item 1: the end request travels through the channel layer."""
+    from asgiref.sync import sync_to_async
+
+    from agents.models import AgentToken
+    from agents.services import token_revoke
+    from tests.orchestrator.test_mcp_session_revocation import raw_sse
+
+    token = await agent_token(make_agent)
+    other = await agent_token(make_agent, "agent-b")
+    async with raw_sse(f"{second_asgi_server.url}/sse?token={token}") as (_, remote_ended), \
+            raw_sse(f"{asgi_server.url}/sse?token={token}") as (_, local_ended), \
+            raw_sse(f"{second_asgi_server.url}/sse?token={other}") as (_, bystander_ended):
+        token_id = await sync_to_async(lambda: AgentToken.objects.get(agent_id="agent-a").pk)()
+        await sync_to_async(token_revoke)(token_id=token_id, kind="agent")
+        await asyncio.wait_for(asyncio.gather(remote_ended, local_ended), timeout=10)
+        await asyncio.sleep(0.3)
+        assert not bystander_ended.done()
+
+
+async def test_a_remote_session_whose_token_was_revoked_gets_no_push_that_counts(
+    second_asgi_server: LiveServer, make_agent
+) -> None:
+    from asgiref.sync import sync_to_async
+
+    from agents.models import AgentToken
+
+    token = await agent_token(make_agent)
+    inbox = Inbox()
+    async with sse_session(f"{second_asgi_server.url}/sse?token={token}", logging_callback=inbox):
+        await eventually(connected("agent-a"), timeout=10)
+        # Revoked in the database only: the end request has not reached the other process yet.
+        await sync_to_async(AgentToken.objects.filter(agent_id="agent-a").update)(revoked_at="2026-01-01T00:00:00Z")
+        assert await agent_registry.notify_agent("agent-a", {"id": "too-late"}) is False

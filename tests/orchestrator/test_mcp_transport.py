@@ -308,8 +308,9 @@ async def test_it_stops_a_live_session_whose_token_was_revoked(
             refused = await http.post(endpoint, json=PING_CALL)
         finally:
             await stream.aclose()
-    assert refused.status_code == 401
-    assert refused.json()["code"] == "invalid_token"
+    # The revocation ends the session at once (test_mcp_session_revocation.py): its pin is either still
+    # there, marked revoked, or already gone with the stream.
+    assert (refused.status_code, refused.json()["code"]) in ((401, "invalid_token"), (404, "not_found"))
 
 
 async def test_it_ignores_a_session_closing_after_its_last_response_was_sent(monkeypatch: pytest.MonkeyPatch) -> None:
