@@ -9,6 +9,7 @@ from pydantic import Field
 from agents.principals import Principal, resolve_agent_id
 from agents.selectors import agent_get_for_principal
 from channels_app import delivery
+from channels_app.long_polls import long_poll_slot
 from orchestrator.operations import OperationInput, operation
 
 
@@ -34,7 +35,8 @@ class WaitForMessageInput(OperationInput):
 )
 def wait_for_message(principal: Principal, data: WaitForMessageInput) -> dict[str, Any]:
     agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
-    messages = delivery.messages_wait(
-        agent_id=agent.id, channel=data.channel, timeout=data.timeout_seconds, limit=data.limit
-    )
+    with long_poll_slot(agent_id=agent.id, org_id=agent.organization_id, timeout=data.timeout_seconds):
+        messages = delivery.messages_wait(
+            agent_id=agent.id, channel=data.channel, timeout=data.timeout_seconds, limit=data.limit
+        )
     return {"messages": messages, "count": len(messages), "acknowledged": len(messages)}

@@ -192,6 +192,10 @@ WORKER_CPU_SLOTS: int = env.int(
 )
 # Long polls (wait-for-message) get threads of their own, so waiting agents never starve other requests.
 LONG_CALL_THREADS: int = env.int("LONG_CALL_THREADS", 64, minimum=1, maximum=1024)
+# Long polls one agent / one organization may hold at once in a process; one more answers 429 with
+# retryAfter (channels_app/long_polls.py), so no tenant can take every long-call thread from the others.
+LONG_POLLS_PER_AGENT: int = env.int("LONG_POLLS_PER_AGENT", 4, minimum=1, maximum=1024)
+LONG_POLLS_PER_ORG: int = env.int("LONG_POLLS_PER_ORG", 16, minimum=1, maximum=1024)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 300, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
