@@ -136,7 +136,12 @@ class CheckResult:
 def _single_line(value: str, field: str) -> str:
     if any(char in value for char in "\r\n\0"):
         raise ApiError(400, "invalid_request", f"{field} cannot contain line breaks.", field=field)
-    return value.strip()
+    value = value.strip()
+    # Every provider credential is printable ASCII, and an HTTP header (where the SDKs put it) can
+    # carry nothing else: anything more would fail inside the SDK as an encoding error.
+    if not (value.isascii() and value.isprintable()):
+        raise ApiError(400, "invalid_request", f"{field} must be printable ASCII.", field=field)
+    return value
 
 
 def _run_check(provider: str, check: Callable[[], str]) -> CheckResult:

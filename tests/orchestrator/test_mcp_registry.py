@@ -231,6 +231,12 @@ async def test_connect_listeners_hear_of_each_registered_agent_and_can_push_at_o
             client = streamable_session(f"{asgi_server.url}/mcp", headers=bearer(token), logging_callback=inbox)
         async with client:
             await asyncio.wait_for(inbox.arrived.wait(), timeout=5)
+
+            async def push_returned() -> bool:
+                # notify_agent returns once the push is sent and its token checked again (revocation).
+                return bool(pushed)
+
+            await eventually(push_returned)
     finally:
         agent_registry.remove_connect_listener(listener)
     assert heard == ["agent-a"]
