@@ -9,12 +9,15 @@ FUZZ_EXAMPLES examples per operation (default 10) keep the run to a minute or so
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 
@@ -31,8 +34,16 @@ CHECKS = [
 
 
 @pytest.fixture
-def api_schema(db: None) -> Any:
-    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
+def api_schema(db: None) -> Iterator[Any]:
+    # As Django's test client does: a request's start and end must not close the test's connection,
+    # whose transaction holds everything the run creates (PostgreSQL would lose it mid-test).
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
