@@ -353,9 +353,9 @@ async def _still_authorized(session: LiveSession) -> bool:
     if session.principal is None:
         return True
     from agents.selectors import principal_session_valid
-    from orchestrator.workers import run_local
+    from orchestrator.workers import run_blocking
 
-    return await run_local(principal_session_valid, session.principal, agent_id=session.agent_id)
+    return await run_blocking(principal_session_valid, session.principal, agent_id=session.agent_id)
 
 
 async def _sample_local(
