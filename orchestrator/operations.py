@@ -128,7 +128,31 @@ def operations_by_tool() -> dict[str, Operation]:
     return {op.tool: op for op in OPERATIONS.values() if op.tool}
 
 
+def _field_with_nul(value: Any, location: str = "") -> str | None:
+    """The first field whose text holds a NUL character, if any (keys count too)."""
+    if isinstance(value, str):
+        return location if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{location}.{key}" if location else str(key)
+            if "\x00" in str(key):
+                return where
+            found = _field_with_nul(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _field_with_nul(item, f"{location}.{index}" if location else str(index))
+            if found is not None:
+                return found
+    return None
+
+
 def parse_input(model: type[InputT], raw: dict[str, Any]) -> InputT:
+    # NUL is no text anyone writes, and PostgreSQL's text columns refuse it (a 500 after validation).
+    field = _field_with_nul(raw)
+    if field is not None:
+        raise ApiError(400, "invalid_request", f"{field}: text must not contain NUL characters", field=field)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

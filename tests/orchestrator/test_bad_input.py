@@ -56,6 +56,22 @@ def test_it_refuses_a_lone_surrogate_in_a_message_body(client: Client, default_o
 
 
 @pytest.mark.django_db
+def test_it_refuses_a_nul_character_in_any_field(client: Client, default_org, settings) -> None:
+    # Found by the schemathesis run on PostgreSQL, whose text columns refuse NUL: transfer-call was a 500.
+    settings.DEMO_MODE = True
+    _, token = agent_with_numbers("agent-a", default_org)
+    response = post(client, "transfer-call", json.dumps({"callSid": "CA\u0000x", "to": "+14155550123"}), token)
+    assert_refused(response)
+    assert response.json()["field"] == "callSid"
+    response = post(client, "send-message", json.dumps({"to": "+14155550123", "body": "a\u0000b"}), token)
+    assert_refused(response)
+    assert response.json()["field"] == "body"
+    response = client.get("/api/v1/calls/CA%00x", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code in (400, 404) and response["Content-Type"].startswith("application/json")
+    assert Message.objects.count() == 0
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("path", ["send-message", "agent-limits", "provision"])
 def test_it_refuses_json_nested_ten_thousand_deep(client: Client, default_org, orchestrator_token: str, path) -> None:
     raw = '{"agentId": "agent-a", "to": ' + DEEP + "}"
