@@ -50,7 +50,7 @@ def make_agent(db: None, default_org: Organization):
 # Real-socket server fixtures (uvicorn in the test's loop; a second process for the Redis tests) and the
 # loopback fake of the provider HTTP APIs (tests/fake_providers.py).
 from tests.fake_providers import fake_provider_server, fake_providers, live_provider_settings  # noqa: E402, F401
-from tests.live_server import asgi_server, second_asgi_server  # noqa: E402,F401
+from tests.live_server import _second_server, asgi_server, second_asgi_server  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)

@@ -132,13 +132,51 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def second_asgi_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[LiveServer]:
-    """Another server process (uvicorn in a subprocess) sharing this test run's database and Redis.
+class _SecondServer:
+    """uvicorn in a subprocess; started again if it is found gone (a server process a test stopped, or
+    one that died, must not turn every later cross-process test into a connection refused)."""
 
-    Session-scoped: starting Django in a subprocess costs seconds. Tests that use it also need
-    committed data, so they are marked `django_db(transaction=True)`.
-    """
+    def __init__(self, *, database_url: str, redis_url: str) -> None:
+        self.env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PYTHONPATH=str(REPO_ROOT))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def ensure_running(self) -> LiveServer:
+        if self.process is not None and self.process.poll() is None:
+            return LiveServer("127.0.0.1", self.port)
+        if self.process is not None:
+            print(f"second server had exited with {self.process.returncode}; starting it again", file=sys.stderr)
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "orchestrator.asgi:application", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
+            cwd=REPO_ROOT,
+            env=self.env,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"second server exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return LiveServer("127.0.0.1", self.port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def _second_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[_SecondServer]:
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         pytest.skip("needs REDIS_URL: two processes share agent sessions only through Redis")
@@ -146,31 +184,19 @@ def second_asgi_server(django_db_setup: None, django_db_blocker: Any) -> Iterato
         database_url = shared_database_url()
     if database_url is None:
         pytest.skip("needs a database another process can open (PostgreSQL, or SQLite in a file via DATABASE_URL)")
-    port = free_port()
-    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PYTHONPATH=str(REPO_ROOT))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "orchestrator.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=REPO_ROOT,
-        env=env,
-    )
+    server = _SecondServer(database_url=database_url, redis_url=redis_url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"second server exited with {process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield LiveServer("127.0.0.1", port)
+        yield server
     finally:
         # Stopped before the test database is dropped: its connections would block the drop.
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        server.stop()
+
+
+@pytest.fixture
+def second_asgi_server(_second_server: _SecondServer) -> LiveServer:
+    """Another server process (uvicorn in a subprocess) sharing this test run's database and Redis.
+
+    Kept for the whole session (starting Django in a subprocess costs seconds). Tests that use it also
+    need committed data, so they are marked `django_db(transaction=True)`.
+    """
+    return _second_server.ensure_running()
