@@ -336,6 +336,10 @@ def insert(obj: M) -> M:
     pk = meta.pk
     assert pk is not None
     pk_set = getattr(obj, pk.attname) is not None
+    if not pk_set and not connection.features.can_return_columns_from_insert:
+        # A backend that cannot hand the new key back in the INSERT: Django's save() knows its way.
+        obj.save(force_insert=True)
+        return obj
     key = (model, using, pk_set)
     statement = _INSERTS.get(key)
     if statement is None:
@@ -362,8 +366,6 @@ def _insert_statement(model: type[Model], connection: BaseDatabaseWrapper, pk_se
         field for field in meta.local_concrete_fields if not field.generated and (pk_set or field is not meta.auto_field)
     )
     returning = None if pk_set else meta.pk
-    if returning is not None and not connection.features.can_return_columns_from_insert:
-        raise NotImplementedError(f"{connection.vendor} cannot return the new row's key from an INSERT")
     sql = (
         f"INSERT INTO {_q(meta.db_table)} ({', '.join(_q(field.column) for field in fields)}) "
         f"VALUES ({_placeholders(len(fields))})"

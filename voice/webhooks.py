@@ -14,9 +14,7 @@ before anything is read or written; a bad or missing signature is 403.
 
 from __future__ import annotations
 
-import json
 import math
-from urllib.parse import parse_qsl
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -24,8 +22,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
 from agents.models import Agent, AgentStatus
-from channels_app import signatures
 from channels_app.providers.twilio_voice import parse_call_status
+from channels_app.webhooks import refuse_signature, twilio_params
 from orchestrator import metrics
 from voice import scripted_twiml
 from voice.outbound import (
@@ -47,43 +45,12 @@ def _twiml(document: str, kind: str, outcome: str) -> HttpResponse:
     return HttpResponse(document, content_type="text/xml")
 
 
-def _verified_twilio_params(request: HttpRequest) -> dict[str, str] | None:
-    """The request's fields if Twilio signed it, else None. Form bodies are signed with their fields;
-    JSON bodies through the bodySHA256 query parameter, which is part of the signed URL."""
-    signed: list[tuple[str, str]] | str
-    if request.content_type == "application/json":
-        signed = request.body.decode("utf-8", errors="replace")
-    else:
-        signed = parse_qsl(request.body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    if not signatures.twilio_signature_valid(
-        url=signatures.public_url(request.get_full_path()),
-        params=signed,
-        signature=request.META.get("HTTP_X_TWILIO_SIGNATURE", ""),
-        auth_token=signatures.twilio_auth_token(),
-        signature_settings=request.META.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS", ""),
-    ):
-        return None
-    if isinstance(signed, str):
-        try:
-            payload = json.loads(signed)
-        except ValueError:
-            return {}
-        return {str(k): str(v) for k, v in payload.items()} if isinstance(payload, dict) else {}
-    return dict(signed)
-
-
-def _refuse(kind: str) -> JsonResponse:
-    _count(kind, "invalid_signature")
-    return JsonResponse({"error": "The webhook signature is missing or invalid.", "code": "invalid_signature"},
-                        status=403)
-
-
 @csrf_exempt
 @require_POST
 def call_status_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
-    params = _verified_twilio_params(request)
+    params = twilio_params(request)
     if params is None:
-        return _refuse("call_status")
+        return refuse_signature("call_status")
     update = parse_call_status(params)
     changed = update is not None and call_status_record(agent_id=agent_id, update=update)
     return _twiml(scripted_twiml.empty(), "call_status", "stored" if changed else "unchanged")
@@ -92,9 +59,9 @@ def call_status_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def secretary_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
-    params = _verified_twilio_params(request)
+    params = twilio_params(request)
     if params is None:
-        return _refuse("secretary")
+        return refuse_signature("secretary")
     agent = Agent.objects.filter(pk=agent_id).only("status", "blocked_channels").first()
     if agent is None or agent.status != AgentStatus.ACTIVE or agent.is_channel_blocked(VOICE):
         return _twiml(scripted_twiml.empty(), "secretary", "ignored")
