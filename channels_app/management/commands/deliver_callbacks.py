@@ -1,5 +1,6 @@
 """The delivery worker: POSTs due callbacks (retries with backoff, and first attempts that never ran);
-every few minutes it also erases message bodies past retention and deletes expired failed-auth windows.
+every few minutes it also erases message bodies and call transcripts past retention and deletes expired
+failed-auth windows.
 
 Every server process retries callbacks too (channels_app.callbacks); `make run` starts this worker beside
 the server for the rest. Safe to run several: each row is claimed with a conditional UPDATE.
@@ -18,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from agents.services import auth_failure_windows_prune
 from channels_app import callbacks, delivery
 from orchestrator.workers import run_blocking
+from voice.retention import call_contents_purge
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +28,19 @@ PURGE_EVERY_SECONDS = 600
 
 def _maintain() -> None:
     purged = delivery.message_bodies_purge()
+    calls = call_contents_purge()
     pruned = auth_failure_windows_prune()
     if purged:
         logger.info("Erased %d delivered message bodies past retention", purged)
+    if calls:
+        logger.info("Erased the transcripts of %d calls past retention", calls)
     if pruned:
         logger.info("Deleted %d expired failed-auth windows", pruned)
 
 
 class Command(BaseCommand):
     help = ("Deliver inbound messages to agents' callback URLs (retries with backoff), purge old bodies "
-            "and expired failed-auth windows.")
+            "and call transcripts, and expired failed-auth windows.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one pass and exit.")
