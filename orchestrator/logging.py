@@ -131,6 +131,21 @@ class RedactTokensFilter(logging.Filter):
         return True
 
 
+class OneLineSecurityRefusals(logging.Filter):
+    """Django logs a refused request (`SuspiciousOperation`: a bad Host header, too many fields) at ERROR
+    on `django.security.<name>` with the exception's traceback. The traceback only shows Django's own
+    frames and the client, not the server, is at fault: one WARNING line says everything, and anyone can
+    send such requests, so a traceback each would flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("django.security.") and record.exc_info:
+            record.exc_info = None
+            record.exc_text = None
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
 def install_redaction_on_all_handlers() -> None:
     """Servers (daphne, uvicorn) attach their own handlers; redact on those too."""
     token_filter = RedactTokensFilter()

@@ -255,9 +255,12 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "orchestrator.logging.RedactTokensFilter"}},
+    "filters": {
+        "redact_tokens": {"()": "orchestrator.logging.RedactTokensFilter"},
+        "security_refusals_one_line": {"()": "orchestrator.logging.OneLineSecurityRefusals"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
+        "console": {"class": "logging.StreamHandler", "filters": ["security_refusals_one_line", "redact_tokens"]},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
     "loggers": {

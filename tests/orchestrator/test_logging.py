@@ -94,3 +94,26 @@ def test_it_redacts_tokens_in_a_logged_traceback() -> None:
         entry = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
     RedactTokensFilter().filter(entry)
     assert TOKEN not in logging.Formatter().format(entry)
+
+
+
+def test_a_bad_host_header_is_one_warning_line_without_a_traceback(client) -> None:
+    """Anyone can send a bad Host header: the server's log gets a line per refusal, not a traceback each.
+    Read from the console handler the settings configure (LOGGING), whatever else pytest attaches."""
+    import io
+
+    from orchestrator.logging import OneLineSecurityRefusals
+
+    console = next(h for h in logging.getLogger().handlers
+                   if isinstance(h, logging.StreamHandler) and any(isinstance(f, OneLineSecurityRefusals) for f in h.filters))
+    out = io.StringIO()
+    previous = console.setStream(out)
+    try:
+        response = client.get("/api/v1/health", HTTP_HOST="evil.example")
+    finally:
+        console.setStream(previous)
+
+    assert response.status_code == 400
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Invalid HTTP_HOST header: 'evil.example'. You may need to add 'evil.example' to ALLOWED_HOSTS."
+    assert not any("Traceback" in line for line in lines), lines
