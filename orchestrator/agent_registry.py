@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,6 +49,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INBOUND_LOGGER = "comms.inbound"
+# The SDK warns on every send_log_message that logging is deprecated as of protocol 2026-07-28. We push only
+# to handshake-era sessions (2024-11-05 … 2025-11-25), where notifications/message is how the contract
+# (§5) delivers inbound messages, so the warning says nothing an operator can act on.
+warnings.filterwarnings("ignore", message="The logging capability is deprecated", module=__name__)
 # How long a forwarded request waits for the owning process to acknowledge it. A process that
 # does not answer within this is gone (crashed, restarted); its stale record is dropped.
 FORWARD_ACK_TIMEOUT = 2.0
