@@ -17,6 +17,11 @@ due across the senders, as a provider sends them.
 
     .venv/bin/python bench/callbacks.py --count 2000 --rounds 2
     .venv/bin/python bench/callbacks.py --count 2000 --rounds 2 --rate 1000
+
+`--reference-url URL --reference-pid PID --reference-db FILE` sends the same signed webhooks to the
+reference TypeScript server instead (bench/reference.py; started with its AGENTOS_CALLBACK_URL at
+`http://127.0.0.1:<--receiver-port>/hook/{agentId}`): it has no agent without a callback, so only the
+callback runs, and it signs no callback.
 """
 
 from __future__ import annotations
@@ -54,8 +59,8 @@ class Receiver:
         self.server: asyncio.Server | None = None
         self.port = 0
 
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> None:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", port)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -221,6 +226,33 @@ async def main_async(args: argparse.Namespace) -> None:
           f"receiver connections {receiver.connections}")
 
 
+async def reference_async(args: argparse.Namespace) -> None:
+    """The callback runs of main_async() against the reference server (see bench/reference.py)."""
+    from bench.reference import ReferenceServer, provision_sms_agent
+
+    server = ReferenceServer(args.reference_url, args.reference_pid)
+    receiver = Receiver()
+    await receiver.start(args.receiver_port)
+    provision_sms_agent(args.reference_db, CALLBACK_AGENT, "+14155550100")
+    print(f"{time.strftime('%H:%M:%S')} UTC, load {os.getloadavg()[0]:.1f}; reference server pid {server.pid}; "
+          f"{args.count} webhooks per run" + (f", 20-sender runs paced at {args.rate:.0f}/s" if args.rate else ", closed loop"))
+    await run(server, server.port, signed(CALLBACK_AGENT, 300, args.reference_url, "warm-up"), 20, 0.0, receiver)
+    for round_number in range(1, args.rounds + 1):
+        for senders in [int(n) for n in args.senders.split(",")]:
+            batch = signed(CALLBACK_AGENT, args.count, args.reference_url, f"r{round_number}")
+            result = await run(server, server.port, batch, senders, args.rate, receiver)
+            print(f"reference, round {round_number}, {senders:>2} sender{'s' if senders > 1 else ' '}, callback  : "
+                  f"{result['per_cpu_second']:6.0f} webhooks per server CPU-second ({result['count'] / result['wall']:5.0f}/s "
+                  f"wall); webhook p50 {result['webhook_p50'] * 1000:5.2f} ms, p99 {result['webhook_p99'] * 1000:6.2f} ms; "
+                  f"callback after the 200: p50 {result['after_p50'] * 1000:.2f} ms, p99 {result['after_p99'] * 1000:.2f} ms; "
+                  f"arrived {result['arrived']}/{result['count']}", flush=True)
+    print(f"callbacks received {len(receiver.raw)}, duplicates {receiver.duplicates}, "
+          f"receiver connections {receiver.connections}")
+    # The reference keeps its keep-alive connections to the receiver open: their readers, cancelled as the
+    # loop closes, are not errors.
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, _context: None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=2000, help="webhooks per run (default 2000)")
@@ -229,7 +261,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="webhooks/s due across the senders (default: closed loop)")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the server (repeatable)")
     parser.add_argument("--profile", default=None, help="sample the server with py-spy into this file (raw)")
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--reference-url", help="measure the reference server at this URL instead (bench/reference.py)")
+    parser.add_argument("--reference-pid", type=int, help="pid of the reference's node process (its CPU time is read)")
+    parser.add_argument("--reference-db", help="the reference's SQLite file (the benchmark provisions its agent there)")
+    parser.add_argument("--receiver-port", type=int, default=0, help="port of the callback receiver (the reference's "
+                        "AGENTOS_CALLBACK_URL must point at it)")
+    args = parser.parse_args()
+    asyncio.run(reference_async(args) if args.reference_url else main_async(args))
 
 
 if __name__ == "__main__":

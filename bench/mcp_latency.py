@@ -2,6 +2,10 @@
 second of server CPU time over SSE (issue 3's performance targets).
 
     .venv/bin/python bench/mcp_latency.py [--server uvicorn|daphne] [--calls 2000] [--clients 8]
+
+With `--reference-url URL --reference-pid PID` (bench/reference.py): comms_ping from `--clients` SSE
+sessions at once, per-call p50/p90/p99 and calls per server CPU-second, alternating rounds on our server
+and on the reference TypeScript server in the same minutes.
 """
 
 from __future__ import annotations
@@ -9,14 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.mcp_common import (  # noqa: E402
+    ServerProcess,
     bench_environment,
     create_agent,
     prepare_database,
@@ -143,6 +150,60 @@ async def throughput(server, token: str, clients: int, calls_per_client: int) ->
     return total / wall, total / cpu, total
 
 
+async def ping_at_clients(
+    sse_url: str, headers: dict[str, str] | None, cpu_seconds: Callable[[], float], clients: int, calls_per_client: int
+) -> tuple[list[float], float]:
+    """Per-call comms_ping latencies with `clients` SSE sessions calling at once, and calls per server CPU-second."""
+    from tests.orchestrator.mcp_clients import sse_session
+
+    ready, go = asyncio.Event(), asyncio.Event()
+    opened = 0
+    samples: list[float] = []
+
+    async def client() -> None:
+        nonlocal opened
+        async with sse_session(sse_url, headers=headers) as session:
+            for _ in range(10):
+                await session.call_tool("comms_ping", {})
+            opened += 1
+            if opened == clients:
+                ready.set()
+            await go.wait()
+            for _ in range(calls_per_client):
+                started = time.perf_counter()
+                result = await session.call_tool("comms_ping", {})
+                samples.append(time.perf_counter() - started)
+                assert not result.is_error
+
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    await ready.wait()
+    cpu_before = cpu_seconds()
+    go.set()
+    await asyncio.gather(*tasks)
+    return samples, len(samples) / (cpu_seconds() - cpu_before)
+
+
+def side_by_side(args: argparse.Namespace, server: ServerProcess, token: str) -> None:
+    from bench.reference import ReferenceServer
+    from tests.orchestrator.mcp_clients import bearer
+
+    reference = ReferenceServer(args.reference_url, args.reference_pid)
+    targets = [
+        ("ours", f"{server.url}/sse?token={token}", None, server.cpu_seconds),
+        ("reference", f"{reference.url}/sse", bearer(args.reference_token) if args.reference_token else None,
+         reference.cpu_seconds),
+    ]
+    print(f"{time.strftime('%H:%M:%S')} UTC, load {os.getloadavg()[0]:.1f}; our pid {server.process.pid}, "
+          f"reference pid {reference.pid}; {args.clients} SSE clients, {args.calls} calls per run")
+    for round_number in range(1, args.rounds + 1):
+        for name, sse_url, headers, cpu_seconds in targets:
+            samples, per_cpu = asyncio.run(
+                ping_at_clients(sse_url, headers, cpu_seconds, args.clients, args.calls // args.clients)
+            )
+            print(f"round {round_number}, {name:>9}: comms_ping {summary_ms(samples)}; "
+                  f"{per_cpu:.0f} calls per server CPU-second", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
@@ -152,6 +213,10 @@ def main() -> None:
     parser.add_argument("--pings", type=int, default=500)
     parser.add_argument("--profile", metavar="FILE", help="sample the server with py-spy (collapsed stacks) into FILE")
     parser.add_argument("--only-throughput", action="store_true")
+    parser.add_argument("--reference-url", help="also measure the reference server at this URL (bench/reference.py)")
+    parser.add_argument("--reference-pid", type=int, help="pid of the reference's node process (its CPU time is read)")
+    parser.add_argument("--reference-token", help="Bearer token for the reference (none needed in its DEMO_MODE)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds with --reference-url (default 2)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="comms-bench-")
@@ -161,6 +226,10 @@ def main() -> None:
     token = create_agent()
 
     with server_process(env, server=args.server, profile_to=args.profile) as server:
+        if args.reference_url:
+            side_by_side(args, server, token)
+            return
+
         async def run() -> None:
             print(f"server: {args.server}, pid {server.process.pid}")
             if not args.only_throughput:
