@@ -198,6 +198,10 @@ LONG_CALL_THREADS: int = env.int("LONG_CALL_THREADS", 64, minimum=1, maximum=102
 # retryAfter (channels_app/long_polls.py), so no tenant can take every long-call thread from the others.
 LONG_POLLS_PER_AGENT: int = env.int("LONG_POLLS_PER_AGENT", 4, minimum=1, maximum=1024)
 LONG_POLLS_PER_ORG: int = env.int("LONG_POLLS_PER_ORG", 16, minimum=1, maximum=1024)
+# Net container allocations between two collections of the garbage collector's youngest generation, in
+# a server started by uvicorn (orchestrator/heap.py). Python's 700 collected every ~8 MCP calls, at about
+# a fifth of the server's CPU per call; larger pauses the server longer each time (bench/README.md).
+GC_YOUNG_THRESHOLD: int = env.int("GC_YOUNG_THRESHOLD", 5_000, minimum=100, maximum=1_000_000)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 300, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
