@@ -88,7 +88,33 @@ def _queue_writers(
         raise
 
 
+# Django's SQLite cursor rewrites every statement's "%s" placeholders to "?" with a regular expression
+# over the whole SQL text, on every execution: for a message INSERT (28 columns) that was most of the
+# cursor's own cost. The statements a server runs are few and repeat, so each rewrite is kept.
+_QMARK_CACHE_MAX = 2_000
+
+
+class CachedQueryCursorWrapper(base.SQLiteCursorWrapper):
+    """Django's SQLite cursor, with the "format" → "qmark" rewrite of each distinct statement kept."""
+
+    qmark: dict[str, str] = {}
+
+    def convert_query(self, query: str, *, param_names: Any = None) -> str:
+        if param_names is not None:
+            return str(super().convert_query(query, param_names=param_names))
+        converted = self.qmark.get(query)
+        if converted is None:
+            converted = str(super().convert_query(query))
+            if len(self.qmark) >= _QMARK_CACHE_MAX:
+                self.qmark.clear()
+            self.qmark[query] = converted
+        return converted
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    def create_cursor(self, name: str | None = None) -> Any:
+        return self.connection.cursor(factory=CachedQueryCursorWrapper)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.is_in_memory_db():

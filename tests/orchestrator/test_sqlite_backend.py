@@ -101,3 +101,23 @@ def test_it_frees_the_queue_when_a_transaction_rolls_back(tmp_path: Path) -> Non
     _end(other)
     db.close()
     other.close()
+
+
+def test_it_runs_a_repeated_statement_with_literal_percent_signs_and_its_parameters_each_time(tmp_path: Path) -> None:
+    # Each statement's placeholder rewrite is kept (CachedQueryCursorWrapper): the kept form must be
+    # exactly Django's, "%s" → "?" and "%%" → "%", whatever the parameters of each execution.
+    db = _wrapper(tmp_path / "qmark.sqlite3", "qmark")
+    with db.cursor() as cursor:
+        cursor.execute("CREATE TABLE label (name TEXT)")
+        for name in ("50% off", "plain", "100%"):
+            cursor.execute("INSERT INTO label (name) VALUES (%s)", [name])
+        found = []
+        for pattern in ("%\\%%", "pl%"):
+            cursor.execute("SELECT name FROM label WHERE name LIKE %s ESCAPE '\\' AND name <> '%%x' ORDER BY name",
+                           [pattern])
+            found.append([row[0] for row in cursor.fetchall()])
+        cursor.execute("SELECT name FROM label WHERE name = %(name)s", {"name": "plain"})
+        named = cursor.fetchall()
+    db.close()
+    assert found == [["100%", "50% off"], ["plain"]]
+    assert named == [("plain",)]
