@@ -9,6 +9,11 @@ Per run: webhooks per second of *server* CPU time (user + system of the server p
 webhook until every callback has arrived, plus a settle of 0.5 s), the webhook's own latency, and for the
 callback agent the time from the webhook's 200 reaching the sender to the callback reaching the receiver
 (p50 / p99), callbacks arrived vs sent, signatures checked, and rows left undelivered in the database.
+That time is negative when the callback arrives first: the server commits the row, schedules the POST
+from the commit hook, then answers, so the POST often leaves before the 200 (both arrive here within
+microseconds); the time from sending the webhook to the callback's arrival is printed beside it, and
+every tenth callback checks on arrival that its message row is already committed (a reader of the
+SQLite file sees committed rows only).
 
 Senders post from raw keep-alive sockets (the client's own CPU stays out of the server's figures). With
 1 sender it posts the next webhook when the last is answered; with 20 senders, a closed loop by default
@@ -32,6 +37,7 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -48,6 +54,9 @@ CALLBACK_AGENT = "bench-callback"
 PLAIN_AGENT = "bench-plain"
 
 
+CHECK_EVERY = 10
+
+
 class Receiver:
     """The agent's callback endpoint: a minimal HTTP/1.1 keep-alive server that notes arrival times."""
 
@@ -58,13 +67,31 @@ class Receiver:
         self.connections = 0
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.handlers: set[asyncio.Task[None]] = set()
+        # With a database file: every CHECK_EVERY-th callback, whether its message row was already committed
+        # when the callback arrived (a reader of the SQLite file sees committed rows only).
+        self.database: sqlite3.Connection | None = None
+        self.checked = 0
+        self.uncommitted = 0
 
     async def start(self, port: int = 0) -> None:
         self.server = await asyncio.start_server(self.serve, "127.0.0.1", port)
         self.port = self.server.sockets[0].getsockname()[1]
 
+    async def stop(self) -> None:
+        """Close the endpoint and end the handlers of connections still open (the server's kept-alive ones)."""
+        if self.server is not None:
+            self.server.close()
+        handlers = list(self.handlers)
+        for handler in handlers:
+            handler.cancel()
+        await asyncio.gather(*handlers)
+
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        handler = asyncio.current_task()
+        assert handler is not None
+        self.handlers.add(handler)
         try:
             while True:
                 request_line = await reader.readline()
@@ -86,11 +113,21 @@ class Receiver:
                     self.duplicates += 1
                 else:
                     self.arrived_at[sid] = now
+                    if self.database is not None and len(self.arrived_at) % CHECK_EVERY == 0:
+                        self.checked += 1
+                        found = self.database.execute(
+                            "SELECT 1 FROM channels_app_message WHERE external_id = ?", (sid,)).fetchone()
+                        self.uncommitted += found is None
                 self.raw.append((signature, body))
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            # stop(): asyncio's stream callback reads each handler's outcome, and a cancelled one would be
+            # printed as an error at exit, once per kept-alive connection.
+            return
         finally:
+            self.handlers.discard(handler)
             writer.close()
 
 
@@ -119,6 +156,7 @@ async def run(server: Any, port: int, batch: list[tuple[str, bytes]], senders: i
               receiver: Receiver | None) -> dict[str, Any]:
     queue = list(reversed(batch))
     answered_at: dict[str, float] = {}
+    sent_at: dict[str, float] = {}
     latencies: list[float] = []
     pace = Pace(rate if senders > 1 else 0.0)
 
@@ -127,7 +165,7 @@ async def run(server: Any, port: int, batch: list[tuple[str, bytes]], senders: i
         while queue:
             sid, message = queue.pop()
             await pace.wait_for_the_next()
-            started = time.perf_counter()
+            started = sent_at[sid] = time.perf_counter()
             await raw_exchange(reader, writer, message)
             answered_at[sid] = time.perf_counter()
             latencies.append(answered_at[sid] - started)
@@ -151,8 +189,10 @@ async def run(server: Any, port: int, batch: list[tuple[str, bytes]], senders: i
     }
     if receiver is not None:
         after = [receiver.arrived_at[sid] - answered_at[sid] for sid in answered_at if sid in receiver.arrived_at]
+        since_sent = [receiver.arrived_at[sid] - sent_at[sid] for sid in answered_at if sid in receiver.arrived_at]
         result.update(arrived=len(after), missing=len(missing), after_p50=statistics.median(after),
-                      after_p99=percentile(after, 0.99))
+                      after_p99=percentile(after, 0.99), sent_p50=statistics.median(since_sent),
+                      sent_p99=percentile(since_sent, 0.99))
     return result
 
 
@@ -181,6 +221,7 @@ async def main_async(args: argparse.Namespace) -> None:
     env.update(dict(pair.split("=", 1) for pair in args.env))
     prepare_database(env)
     setup_django(env)
+    receiver.database = sqlite3.connect(os.path.join(workdir, "bench.sqlite3"))
     from asgiref.sync import sync_to_async
     from django.conf import settings
 
@@ -218,12 +259,15 @@ async def main_async(args: argparse.Namespace) -> None:
                     if with_callback:
                         left = await sync_to_async(undelivered)(agent_id, [sid for sid, _ in batch])
                         line += (f"; callback after the 200: p50 {result['after_p50'] * 1000:.2f} ms, "
-                                 f"p99 {result['after_p99'] * 1000:.2f} ms; arrived {result['arrived']}/{result['count']}, "
+                                 f"p99 {result['after_p99'] * 1000:.2f} ms; after the webhook was sent: p50 "
+                                 f"{result['sent_p50'] * 1000:.2f} ms, p99 {result['sent_p99'] * 1000:.2f} ms; arrived {result['arrived']}/{result['count']}, "
                                  f"rows undelivered {left}")
                     print(line, flush=True)
+    await receiver.stop()
     bad = signatures_valid(receiver, secret)
     print(f"callbacks received {len(receiver.raw)}, duplicates {receiver.duplicates}, bad signatures {bad}, "
-          f"receiver connections {receiver.connections}")
+          f"receiver connections {receiver.connections}; of {receiver.checked} checked on arrival, "
+          f"{receiver.uncommitted} came before their message row was committed")
 
 
 async def reference_async(args: argparse.Namespace) -> None:
@@ -248,9 +292,7 @@ async def reference_async(args: argparse.Namespace) -> None:
                   f"arrived {result['arrived']}/{result['count']}", flush=True)
     print(f"callbacks received {len(receiver.raw)}, duplicates {receiver.duplicates}, "
           f"receiver connections {receiver.connections}")
-    # The reference keeps its keep-alive connections to the receiver open: their readers, cancelled as the
-    # loop closes, are not errors.
-    asyncio.get_running_loop().set_exception_handler(lambda _loop, _context: None)
+    await receiver.stop()  # the reference keeps its keep-alive connections to the receiver open
 
 
 def main() -> None:

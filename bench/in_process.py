@@ -1,7 +1,7 @@
 """CPU (or instructions) per request of the application alone: the ASGI app called in-process, no server.
 
     .venv/bin/python bench/in_process.py health|send|webhook [--requests 2000] [--database postgres://…]
-                                         [--profile out.prof] [--callgrind]
+                                         [--profile out.prof] [--callgrind] [--queries]
 
 - `health`: authenticated `GET /api/v1/health` (token lookup, DRF, the machine middleware chain).
 - `send`: `POST /api/v1/send-message`, an SMS in demo mode (policy, limits, usage, sandbox provider).
@@ -135,6 +135,8 @@ async def measure(args: argparse.Namespace) -> None:
 
     for request in warm_up:  # imports, compiled statements, first-minute counter rows
         await one(request)
+    if args.queries:
+        await _print_statements(one, measured.pop())
     profiler = None
     if args.profile:
         import cProfile
@@ -156,6 +158,31 @@ async def measure(args: argparse.Namespace) -> None:
           f"{args.requests} requests, statuses {statuses}")
 
 
+async def _print_statements(one: Any, request: tuple[dict[str, Any], bytes]) -> None:
+    """The SQL statements one request runs (on the pool's one thread, where requests are handled)."""
+    from django.db import connection
+
+    from orchestrator.workers import run_blocking
+
+    statements: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    def start() -> Any:  # the wrapper of the worker thread's own connection
+        wrapper = connection.execute_wrapper(record)
+        wrapper.__enter__()
+        return wrapper
+
+    wrapper = await run_blocking(start)
+    await one(request)
+    await run_blocking(wrapper.__exit__, None, None, None)
+    print(f"{len(statements)} statements in one request:")
+    for sql in statements:
+        print("   ", sql[:160])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("health", "send", "webhook"))
@@ -163,6 +190,7 @@ def main() -> None:
     parser.add_argument("--database", default="sqlite", help="sqlite, or a postgres:// URL of an empty database")
     parser.add_argument("--profile", default="", help="write a cProfile of the measured loop here")
     parser.add_argument("--callgrind", action="store_true", help="running under valgrind --instr-atstart=no")
+    parser.add_argument("--queries", action="store_true", help="first print the SQL statements of one request")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = bench_environment(os.path.join(tmp, "bench.sqlite3"))
