@@ -21,7 +21,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from admin_ui.forms import ALL_CHANNELS, BLOCKABLE_CHANNELS, AgentAdminForm
+from admin_ui.forms import ALL_CHANNELS, AgentAdminForm
 from admin_ui.tenancy import TenantScopedAdmin, TenantScopedStackedInline, TenantScopedTabularInline
 from agents.models import (
     Agent,
@@ -37,6 +37,7 @@ from agents.models import (
     UsageRecord,
     WhatsAppSender,
 )
+from channels_app.channel_registry import channels
 from channels_app.models import Message
 
 
@@ -155,7 +156,7 @@ class AgentAdmin(TenantScopedAdmin):
             (
                 (value, " checked" if everything or value in blocked else "",
                  " disabled" if everything and value != ALL_CHANNELS else "", label)
-                for value, label in [*BLOCKABLE_CHANNELS, (ALL_CHANNELS, "All")]
+                for value, label in [*((spec.name, spec.label) for spec in channels()), (ALL_CHANNELS, "All")]
             ),
         )
         return format_html(

@@ -138,8 +138,8 @@ class AdminAgentsOutput(Output):
 
 
 class AdminBlockedChannelsInput(OperationInput):
-    blocked_channels: list[str] = Field(description='Channel names (sms, email, whatsapp, line, voice); ["*"] blocks '
-                                                    "every channel, [] none.")
+    blocked_channels: list[str] = Field(description="Channel names, as send-message and the consent tools "
+                                                    'name them; ["*"] blocks every channel, [] none.')
 
 
 class AdminBlockedChannelsOutput(Output):

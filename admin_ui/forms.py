@@ -10,13 +10,21 @@ from django import forms
 from django.conf import settings
 
 from agents.models import Agent, Organization
-from channels_app.channel_registry import CHANNELS
+from channels_app.channel_registry import channel_names, channels
 from channels_app.destinations import DestinationRefused, callback_url_check
 
 # --- blocked channels -------------------------------------------------------------------------------
 
-BLOCKABLE_CHANNELS: tuple[tuple[str, str], ...] = tuple((spec.name, spec.label) for spec in CHANNELS)
 ALL_CHANNELS = "*"
+
+
+def blockable_channels() -> list[tuple[str, str]]:
+    """One checkbox per registered channel, then "All channels"."""
+    return [*((spec.name, spec.label) for spec in channels()), (ALL_CHANNELS, "All channels")]
+
+
+def capability_choices() -> list[tuple[str, str]]:
+    return [(spec.capability, spec.label) for spec in channels()]
 
 
 class BlockedChannelsField(forms.MultipleChoiceField):
@@ -29,12 +37,12 @@ class BlockedChannelsField(forms.MultipleChoiceField):
         kwargs.setdefault("label", "Blocked channels")
         kwargs.setdefault("help_text", "A blocked channel refuses sends (403 channel_blocked) and ignores "
                                        "inbound webhooks. “All channels” blocks every channel.")
-        super().__init__(choices=[*BLOCKABLE_CHANNELS, (ALL_CHANNELS, "All channels")], **kwargs)
+        super().__init__(choices=blockable_channels, **kwargs)
 
     def prepare_value(self, value: Any) -> Any:
         # ["*"] shows every box ticked, so the page says plainly that everything is blocked.
         if isinstance(value, list | tuple) and ALL_CHANNELS in value:
-            return [name for name, _ in BLOCKABLE_CHANNELS] + [ALL_CHANNELS]
+            return [*channel_names(), ALL_CHANNELS]
         return value
 
     def clean(self, value: Any) -> list[str]:
@@ -42,7 +50,7 @@ class BlockedChannelsField(forms.MultipleChoiceField):
         if ALL_CHANNELS in chosen:
             return [ALL_CHANNELS]
         # The model's order, whatever the order the browser sent them in.
-        return [name for name, _ in BLOCKABLE_CHANNELS if name in chosen]
+        return [name for name in channel_names() if name in chosen]
 
 
 class AgentAdminForm(forms.ModelForm):
@@ -79,7 +87,7 @@ class ProvisionForm(forms.Form):
     organization = forms.ModelChoiceField(queryset=Organization.objects.all(), required=False,
                                           help_text="Default organization when left empty.")
     capabilities = forms.MultipleChoiceField(
-        choices=[(spec.capability, spec.label) for spec in CHANNELS],
+        choices=capability_choices,
         widget=forms.CheckboxSelectMultiple, initial=["sms", "email"],
     )
     country = forms.RegexField(regex=r"^[A-Za-z]{2}$", max_length=2, initial="US",

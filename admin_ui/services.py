@@ -21,9 +21,10 @@ from django.db import IntegrityError, transaction
 
 from admin_ui import restart
 from admin_ui.envfile import env_file_update
-from agents.models import Agent, Channel, Organization, OrgToken, WhatsAppSender
+from agents.models import Agent, Organization, OrgToken, WhatsAppSender
 from agents.principals import Principal
 from agents.services import org_token_issue, validate_e164
+from channels_app.channel_registry import channel_names
 from channels_app.providers.base import ProviderError
 from orchestrator.env import FALSE_VALUES, TRUE_VALUES
 from orchestrator.errors import ApiError
@@ -58,9 +59,6 @@ def whatsapp_sender_add(*, phone_number: str, sender_sid: str = "") -> WhatsAppS
                        field="phoneNumber") from None
 
 
-CHANNEL_ORDER: tuple[str, ...] = tuple(Channel.values)
-
-
 def blocked_channels_normalize(value: Any) -> list[str]:
     """`["*"]` blocks everything, `[]` nothing; names are deduplicated and put in a fixed order."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -69,12 +67,13 @@ def blocked_channels_normalize(value: Any) -> list[str]:
     names = {item.strip().lower() for item in value}
     if "*" in names:
         return ["*"]
-    unknown = sorted(names - set(CHANNEL_ORDER))
+    order = channel_names()
+    unknown = sorted(names - set(order))
     if unknown:
         raise ApiError(400, "invalid_request",
-                       f"Unknown channel {unknown[0]!r}: use {', '.join(CHANNEL_ORDER)} or \"*\".",
+                       f"Unknown channel {unknown[0]!r}: use {', '.join(order)} or \"*\".",
                        field="blockedChannels")
-    return [name for name in CHANNEL_ORDER if name in names]
+    return [name for name in order if name in names]
 
 
 @transaction.atomic

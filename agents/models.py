@@ -7,6 +7,8 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
+from channels_app.channel_registry import address_kind_choices, channel_choices
+
 DEFAULT_ORG_ID = "default"
 
 
@@ -33,20 +35,12 @@ class AgentStatus(models.TextChoices):
     DEPROVISIONED = "deprovisioned"
 
 
-class Channel(models.TextChoices):
-    SMS = "sms"
-    EMAIL = "email"
-    WHATSAPP = "whatsapp"
-    LINE = "line"
-    VOICE = "voice"
-
-
 class Agent(models.Model):
     id = models.CharField(primary_key=True, max_length=64)
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="agents")
     display_name = models.CharField(max_length=200)
     status = models.CharField(max_length=20, choices=AgentStatus.choices, default=AgentStatus.ACTIVE)
-    # Channel names from Channel, or ["*"] for all.
+    # Channel names (channels_app.channel_registry), or ["*"] for all.
     blocked_channels = models.JSONField(default=list, blank=True)
     greeting = models.TextField(blank=True)
     system_prompt = models.TextField(blank=True)
@@ -76,7 +70,10 @@ class Agent(models.Model):
         return "*" in blocked or channel in blocked
 
 
-class AddressKind(models.TextChoices):
+class AddressKind:
+    """The address kinds of the built-in channels, by name. The registry's entries say which kind each
+    channel uses (ChannelAddress.kind's choices come from there); a new channel may bring its own."""
+
     PHONE = "phone"
     WHATSAPP = "whatsapp"
     EMAIL = "email"
@@ -87,7 +84,7 @@ class ChannelAddress(models.Model):
     """An address an agent sends from and receives on."""
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="addresses")
-    kind = models.CharField(max_length=20, choices=AddressKind.choices)
+    kind = models.CharField(max_length=20, choices=address_kind_choices)
     address = models.CharField(max_length=320)
     status = models.CharField(max_length=20, default="active")
     provider_sid = models.CharField(max_length=64, blank=True)
@@ -226,7 +223,7 @@ class UsageBucket(models.Model):
 
 class OptOut(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="opt_outs")
-    channel = models.CharField(max_length=20, choices=Channel.choices)
+    channel = models.CharField(max_length=20, choices=channel_choices)
     contact = models.CharField(max_length=320)
     keyword = models.CharField(max_length=20, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -247,7 +244,7 @@ class ConsentType(models.TextChoices):
 
 class Consent(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="consents")
-    channel = models.CharField(max_length=20, choices=Channel.choices)
+    channel = models.CharField(max_length=20, choices=channel_choices)
     contact = models.CharField(max_length=320)
     consent_type = models.CharField(max_length=20, choices=ConsentType.choices, default=ConsentType.EXPRESS)
     source = models.CharField(max_length=200, blank=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -33,27 +33,23 @@ from agents.services import (
     agent_id_check_available,
     default_email_address,
 )
-from channels_app.channel_registry import CAPABILITIES, CHANNELS
+from channels_app.channel_registry import capabilities, channels
 from channels_app.destinations import DestinationRefused, callback_url_check
 from channels_app.providers.base import ProviderError, ProviderNotConfigured, PurchasedNumber, webhook_url
 from orchestrator.errors import ApiError
-from orchestrator.operations import OperationInput
+from orchestrator.operations import OperationInput, one_of
 
 logger = logging.getLogger(__name__)
 
-# Each channel's inbound webhook comes from the channel registry; the two status callbacks serve them all.
-WEBHOOK_ROUTES = {
-    **{spec.capability: spec.webhook_route for spec in CHANNELS},
-    "callStatus": "call-status",
-    "messageStatus": "message-status",
-}
+# The two status callbacks serve every channel; each channel's own inbound route is its registry entry's.
+STATUS_WEBHOOK_ROUTES = {"callStatus": "call-status", "messageStatus": "message-status"}
 
 
 if TYPE_CHECKING:
     Capability = str
 else:
     # The registry's capability names: provision's schema (REST, MCP, OpenAPI) enumerates exactly those.
-    Capability = Literal[CAPABILITIES]
+    Capability = one_of(capabilities)
 
 
 class LineCredentialsInput(OperationInput):
@@ -85,7 +81,9 @@ class ProvisionInput(OperationInput):
 
 
 def webhook_urls(agent_id: str) -> dict[str, str]:
-    return {name: webhook_url(agent_id, route) for name, route in WEBHOOK_ROUTES.items()}
+    """provision's `webhookUrls`: each channel's inbound webhook under its capability, then the status callbacks."""
+    routes = {**{spec.capability: spec.webhook_route for spec in channels()}, **STATUS_WEBHOOK_ROUTES}
+    return {name: webhook_url(agent_id, route) for name, route in routes.items()}
 
 
 def _provider_error(error: ProviderError | ProviderNotConfigured) -> ApiError:
@@ -120,9 +118,9 @@ def _validate(request: ProvisionInput) -> None:
         raise ApiError(400, "invalid_request", "displayName must not be empty.", field="displayName")
     if not request.capabilities:
         raise ApiError(400, "invalid_request", "Ask for at least one capability.", field="capabilities")
-    unknown = [c for c in request.capabilities if c not in CAPABILITIES]
+    unknown = [c for c in request.capabilities if c not in capabilities()]
     if unknown:
-        raise ApiError(400, "invalid_request", f"Unknown capability {unknown[0]!r}; use {', '.join(CAPABILITIES)}.",
+        raise ApiError(400, "invalid_request", f"Unknown capability {unknown[0]!r}; use {', '.join(capabilities())}.",
                        field="capabilities")
     # ASCII letters only: str.isalpha() would let "ÄÖ" through to the number search.
     if not re.fullmatch(r"[A-Za-z]{2}", request.country):

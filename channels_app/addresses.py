@@ -10,7 +10,7 @@ import phonenumbers
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from channels_app.channel_registry import BY_NAME, MESSAGE_CHANNELS, RecipientKind
+from channels_app.channel_registry import BY_NAME, message_channels, resolve
 from orchestrator.errors import ApiError
 
 # NANP 555-0100…555-0199 is reserved for fiction; libphonenumber calls those numbers invalid, but they are
@@ -73,13 +73,15 @@ def normalize_recipient(channel: str, value: str, *, field: str = "to") -> str:
     """The canonical form of a recipient on a channel; the form opt-outs and consents are stored under."""
     spec = BY_NAME.get(channel)
     if spec is not None:
-        return _NORMALIZERS[spec.recipient](value, field=field)
-    raise ApiError(400, "invalid_request", f"Unknown channel {channel!r}; use one of {', '.join(MESSAGE_CHANNELS)}.",
+        normalize = _NORMALIZERS.get(spec.recipient) or resolve(spec.recipient)
+        return str(normalize(value, field=field))
+    raise ApiError(400, "invalid_request", f"Unknown channel {channel!r}; use one of {', '.join(message_channels())}.",
                    field="channel")
 
 
-# A registry entry's `recipient` kind → how its addresses are written canonically.
-_NORMALIZERS: dict[RecipientKind, Callable[..., str]] = {
+# A registry entry's `recipient` kind → how its addresses are written canonically (any other value is
+# the dotted path of the channel's own normaliser).
+_NORMALIZERS: dict[str, Callable[..., str]] = {
     "phone": normalize_phone,
     "email": normalize_email,
     "line": normalize_line_id,

@@ -22,7 +22,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from agents.consent import opt_out_lift, opt_out_record
-from agents.models import Agent, AgentStatus, Channel
+from agents.models import Agent, AgentStatus
 from agents.usage import usage_cost_adjust
 from channels_app import delivery
 from channels_app.models import Direction, Message, MessageKind, MessageStatus, WebhookEvent
@@ -287,13 +287,13 @@ def email_complaint_record(*, agent: Agent, email_id: str) -> bool:
     if not email_id:
         return False
     original = (
-        Message.objects.filter(agent=agent, external_id=email_id, direction=Direction.OUTBOUND, channel=Channel.EMAIL)
+        Message.objects.filter(agent=agent, external_id=email_id, direction=Direction.OUTBOUND, channel="email")
         .only("to_address")
         .first()
     )
     if original is None:
         return False
-    return opt_out_record(agent=agent, channel=Channel.EMAIL, contact=original.to_address, keyword="COMPLAINT")
+    return opt_out_record(agent=agent, channel="email", contact=original.to_address, keyword="COMPLAINT")
 
 
 # --- Resend email ---------------------------------------------------------------------------------
@@ -341,12 +341,12 @@ def email_received(*, agent: Agent, event_id: str, payload: Mapping[str, Any]) -
     recipients = _addresses(data.get("to"))
     own = {address.address.lower() for address in agent.addresses.filter(kind="email", released_at__isnull=True)}
     to_address = next((r for r in recipients if r.lower() in own), recipients[0] if recipients else "")
-    route = _route(agent, Channel.EMAIL)
+    route = _route(agent, "email")
     message = _new_message(
         agent=agent,
         route=route,
         organization_id=agent.organization_id,
-        channel=Channel.EMAIL,
+        channel="email",
         from_address=parseaddr(str(data.get("from") or ""))[1],
         to_address=to_address,
         subject=str(data.get("subject") or "")[:998],
@@ -400,7 +400,7 @@ def _line_event_apply(agent: Agent, event: Mapping[str, Any], *, destination: st
         message = _store(
             agent=agent,
             organization_id=agent.organization_id,
-            channel=Channel.LINE,
+            channel="line",
             from_address=contact,
             to_address=destination or agent.id,
             body=body,
@@ -411,9 +411,9 @@ def _line_event_apply(agent: Agent, event: Mapping[str, Any], *, destination: st
         return InboundOutcome(message_id=message.id)
     if kind == "unfollow" and contact:
         # The user blocked the account: pushes to them would fail, so treat it as an opt-out.
-        opt_out_record(agent=agent, channel=Channel.LINE, contact=contact, keyword="unfollow")
+        opt_out_record(agent=agent, channel="line", contact=contact, keyword="unfollow")
     elif kind == "follow" and contact:
-        opt_out_lift(agent=agent, channel=Channel.LINE, contact=contact)
+        opt_out_lift(agent=agent, channel="line", contact=contact)
     return InboundOutcome()
 
 
@@ -444,7 +444,7 @@ def voicemail_store(*, agent: Agent, call_sid: str, caller: str, callee: str, tr
             message = _store(
                 agent=agent,
                 organization_id=agent.organization_id,
-                channel=Channel.VOICE,
+                channel="voice",
                 kind=MessageKind.VOICEMAIL,
                 from_address=caller,
                 to_address=callee,

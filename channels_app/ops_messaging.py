@@ -14,7 +14,7 @@ from agents.consent import consent_object, consent_record, consent_revoke, conse
 from agents.principals import Principal, resolve_agent_id
 from agents.selectors import agent_get_for_principal
 from channels_app.addresses import normalize_recipient
-from channels_app.channel_registry import CHANNEL_NAMES
+from channels_app.channel_registry import channel_names
 from channels_app.delivery import messages_take_waiting
 from channels_app.services import SendMessageInput, message_send
 from orchestrator.op_outputs import (
@@ -24,13 +24,13 @@ from orchestrator.op_outputs import (
     SendMessageOutput,
     WaitingMessagesOutput,
 )
-from orchestrator.operations import OperationInput, operation
+from orchestrator.operations import OperationInput, one_of, operation
 
 if TYPE_CHECKING:
     ContactChannel = str
 else:
-    # Literal of the registry's names, so the REST, MCP and OpenAPI schemas enumerate exactly those.
-    ContactChannel = Literal[CHANNEL_NAMES]
+    # The registry's names, so the REST, MCP and OpenAPI schemas enumerate exactly those.
+    ContactChannel = one_of(channel_names)
 
 
 @operation(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
@@ -25,7 +25,7 @@ from agents.models import Agent, AgentLimits
 from agents.services import default_email_address
 from agents.usage import Reservation, usage_record_create, usage_release, usage_reprice
 from channels_app.addresses import normalize_recipient
-from channels_app.channel_registry import BY_NAME, MESSAGE_CHANNELS
+from channels_app.channel_registry import BY_NAME, message_channels
 from channels_app.models import Direction, Message, MessageStatus
 from channels_app.policy import policy_check, policy_reserve
 from channels_app.providers.base import (
@@ -36,7 +36,7 @@ from channels_app.providers.base import (
 )
 from orchestrator import metrics, sql
 from orchestrator.errors import ApiError
-from orchestrator.operations import OperationInput
+from orchestrator.operations import OperationInput, one_of
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 if TYPE_CHECKING:
     MessageChannel = str
 else:
-    # Literal of the registry's names, so the REST, MCP and OpenAPI schemas enumerate exactly those.
-    MessageChannel = Literal[MESSAGE_CHANNELS]
+    # The registry's names, so the REST, MCP and OpenAPI schemas enumerate exactly those.
+    MessageChannel = one_of(message_channels)
 
 
 class SendMessageInput(OperationInput):
@@ -108,9 +108,9 @@ def provider_api_error(error: ProviderNotConfigured | ProviderError) -> ApiError
 def _validate(request: SendMessageInput) -> SendMessageInput:
     """The request checked, in the form the rest of the send reads: recipient normalised, absent optional
     fields as empty values, mediaUrl folded into mediaUrls."""
-    if request.channel not in MESSAGE_CHANNELS:
+    if request.channel not in message_channels():
         raise ApiError(400, "invalid_request", f"Unknown channel {request.channel!r}; use one of "
-                       f"{', '.join(MESSAGE_CHANNELS)}.", field="channel")
+                       f"{', '.join(message_channels())}.", field="channel")
     media = request.all_media_urls()
     if request.channel == "email" and not (request.subject or "").strip():
         raise ApiError(400, "invalid_request", "An email needs a subject.", field="subject")

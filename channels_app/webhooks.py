@@ -14,14 +14,14 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.messaging_response import MessagingResponse
 
 from agents.crypto import decrypt
-from agents.models import Agent, Channel
-from channels_app import inbound, signatures
+from agents.models import Agent
+from channels_app import channel_registry, inbound, signatures
 from channels_app.providers import resend_email, twilio_sms
 from orchestrator import json_input, metrics, sql
 
@@ -159,8 +159,8 @@ def _twilio_message_view(channel: str) -> View:
     return view
 
 
-sms_webhook = _twilio_message_view(Channel.SMS)
-whatsapp_webhook = _twilio_message_view(Channel.WHATSAPP)
+sms_webhook = _twilio_message_view("sms")
+whatsapp_webhook = _twilio_message_view("whatsapp")
 
 
 @csrf_exempt
@@ -193,7 +193,7 @@ def email_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
     event_type = payload.get("type")
     if agent is not None and event_type in resend_email.DELIVERY_EVENTS:
         return _email_delivery_event(agent, payload)
-    if agent is None or not inbound.agent_accepts(agent, Channel.EMAIL) or event_type != "email.received":
+    if agent is None or not inbound.agent_accepts(agent, "email") or event_type != "email.received":
         return _counted("email", "ignored", JsonResponse({"ok": True}))
     try:
         outcome = inbound.email_received(agent=agent, event_id=request.headers["svix-id"], payload=payload)
@@ -227,7 +227,7 @@ def line_webhook(request: HttpRequest, agent_id: str) -> HttpResponse:
         body=request.body, signature=request.headers.get("X-Line-Signature", ""), secret=secret
     ):
         return _refuse("line")
-    if agent is None or not inbound.agent_accepts(agent, Channel.LINE):
+    if agent is None or not inbound.agent_accepts(agent, "line"):
         return _counted("line", "ignored", HttpResponse(status=200))
     outcomes = inbound.line_events_receive(agent=agent, payload=_json(request.body))
     stored = any(outcome.message_id for outcome in outcomes)
@@ -240,3 +240,13 @@ def _json(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+@csrf_exempt
+def channel_webhook(request: HttpRequest, agent_id: str, route: str) -> HttpResponse:
+    """/webhooks/<agentId>/<route>: the view of the channel whose registry entry declares `route`."""
+    spec = channel_registry.spec_for_route(route)
+    if spec is None:
+        raise Http404("No such webhook.")
+    view: View = channel_registry.resolve(spec.webhook_view)
+    return view(request, agent_id)

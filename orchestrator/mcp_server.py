@@ -38,6 +38,7 @@ from mcp_types import (
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from agents.principals import Principal
+from channels_app import channel_registry
 from orchestrator import agent_registry, metrics
 from orchestrator.errors import ApiError
 from orchestrator.operations import Operation, operations_by_tool, render_text
@@ -86,6 +87,10 @@ def _tool_list() -> ListToolsResult:
         for name, op in sorted(_tools().items())
     ]
     return ListToolsResult(tools=tools)
+
+
+# The tools' schemas enumerate the registry's channels: a channel registered later is listed too.
+channel_registry.on_change(_tool_list.cache_clear)
 
 
 def tool_result(body: dict[str, Any], *, is_error: bool = False) -> CallToolResult:

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from channels_app.channel_registry import CHANNEL_NAMES
+from channels_app.channel_registry import channel_names
 
 PROCESS_STARTED_AT = time.time()
 PROCESS_STARTED_MONOTONIC = time.monotonic()
@@ -60,7 +60,8 @@ VOICE_TURN_SECONDS = Histogram(
 UPTIME = Gauge("mcp_uptime_seconds", "Seconds since this process started", multiprocess_mode="max")
 
 # Known label values start at 0, so dashboards and alerts see a series before the first event.
-CHANNELS = CHANNEL_NAMES
+# (A channel registered after import gets its series at its first event.)
+CHANNELS = channel_names()
 LIMIT_TYPES = (
     "per_minute",
     "per_hour",

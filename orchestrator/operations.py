@@ -21,10 +21,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from agents.principals import Principal
 from orchestrator.errors import ApiError
@@ -34,6 +36,36 @@ class OperationInput(BaseModel):
     """Base of every operation's input: camelCase on the wire, unknown fields ignored (contract §3)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class OneOf:
+    """A text field whose allowed values a function gives, read when a value is checked and when a
+    schema is made: the wire's choice is `Literal`'s (same `enum` in every schema, same refusal), but
+    the list may grow after import (a channel registered by channels_app.channel_registry.register)."""
+
+    def __init__(self, values: Callable[[], tuple[str, ...]]) -> None:
+        self.values = values
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "enum": list(self.values())}
+
+    def check(self, value: str) -> str:
+        allowed = self.values()
+        if value not in allowed:
+            quoted = [repr(item) for item in allowed]
+            expected = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
+
+
+def one_of(values: Callable[[], tuple[str, ...]]) -> Any:
+    """`str` limited to `values()` (see OneOf); for mypy it is a plain str."""
+    return Annotated[str, OneOf(values)]
 
 
 InputT = TypeVar("InputT", bound=OperationInput)

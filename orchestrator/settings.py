@@ -55,14 +55,10 @@ VOICE_AI_DISCLOSURE = env.bool("VOICE_AI_DISCLOSURE", True)
 VOICE_TURN_TIMEOUT_SECONDS: float = env.int("VOICE_TURN_TIMEOUT_SECONDS", 8, minimum=1, maximum=60)
 # How long the signed voice-socket URL in a call's TwiML stays valid (Twilio connects within seconds).
 VOICE_WS_TOKEN_TTL_SECONDS = env.int("VOICE_WS_TOKEN_TTL_SECONDS", 300, minimum=30, maximum=86400)
-# USD list prices used when a provider reports no cost (and for every sandbox send). Per SMS/WhatsApp
-# segment, per email, per LINE push, per call minute, per 1,000 TTS characters, per number-month.
+# USD list prices used when a provider reports no cost (and for every sandbox send): per 1,000 TTS
+# characters, per number-month. Each channel's unit price (an SMS/WhatsApp segment, an email, a LINE
+# push, a call minute) is its registry entry's (channels_app.channel_registry); a key here overrides it.
 PROVIDER_PRICES: dict[str, str] = {
-    "sms": "0.0083",
-    "whatsapp": "0.0050",
-    "email": "0.0004",
-    "line": "0.0000",
-    "voice": "0.0140",
     "tts": "0.3000",
     "number": "1.1500",
 }

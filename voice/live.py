@@ -16,7 +16,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents.models import Agent, AgentStatus, Channel
+from agents.models import Agent, AgentStatus
 from channels_app import inbound
 from orchestrator.errors import ApiError
 from voice.models import AnsweredBy, Call, CallStatus, CallTurn
@@ -47,7 +47,7 @@ def agent_for_voice(agent_id: str) -> Agent | None:
 
 def agent_takes_calls(agent: Agent | None) -> bool:
     """An unknown or inactive agent, or one whose `voice` channel is blocked, gets an empty answer."""
-    return inbound.agent_accepts(agent, Channel.VOICE)
+    return inbound.agent_accepts(agent, "voice")
 
 
 # --- TwiML time -----------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The price table: what an action costs when the provider does not say (and every sandbox send).
 
-Prices live in settings.PROVIDER_PRICES (USD, as strings so they stay exact Decimals). SMS and WhatsApp
+A channel's unit price is its registry entry's `price` (channels_app.channel_registry); other prices (TTS,
+numbers) live in settings.PROVIDER_PRICES, which also overrides a channel's by its price key (USD, as
+strings so they stay exact Decimals). SMS and WhatsApp
 are priced per segment, the way carriers bill them: GSM-7 text fits 160 characters in one segment and
 153 per segment when split; anything outside GSM-7 (emoji, most non-Latin scripts) is sent as UCS-2 with
 70 / 67 UTF-16 code units per segment.
@@ -13,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from channels_app.channel_registry import BY_NAME
+from channels_app.channel_registry import BY_NAME, DEFAULT_PRICES
 
 # The GSM 03.38 basic character set; the extension table characters count twice (escape + char).
 _GSM7_BASIC = set(
@@ -24,9 +26,10 @@ _GSM7_EXTENDED = set("^{}\\[~]|€\f")
 
 
 def unit_price(kind: str) -> Decimal:
-    """The list price of one unit of `kind` (sms, whatsapp, email, line, voice, tts, number)."""
+    """The list price of one unit of `kind` (a channel's price key, tts, number): settings.PROVIDER_PRICES,
+    else the registry entry priced under that key, else 0."""
     prices: dict[str, str] = settings.PROVIDER_PRICES
-    return Decimal(prices.get(kind, "0"))
+    return Decimal(prices.get(kind) or DEFAULT_PRICES.get(kind, "0"))
 
 
 def sms_segments(body: str) -> int:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 
 from django.conf import settings
 
-from channels_app.channel_registry import BY_NAME, MESSAGE_CHANNELS, resolve
+from channels_app.channel_registry import BY_NAME, resolve
 from channels_app.providers import sandbox
 from channels_app.providers.base import (
     EmailProvider,
@@ -25,7 +25,6 @@ from channels_app.providers.base import (
 )
 from orchestrator.workers import cpu_turn_released
 
-MESSAGING_CHANNELS = MESSAGE_CHANNELS
 A = TypeVar("A")
 
 
@@ -69,9 +68,10 @@ def messaging_provider(channel: str, *, credentials: dict[str, str] | None = Non
 
     `credentials` only matters for LINE (an agent's own channel, see line_provider).
     """
-    if channel not in MESSAGING_CHANNELS:
+    spec = BY_NAME.get(channel)
+    if spec is None or not spec.sends_messages:
         raise ValueError(f"unknown messaging channel {channel!r}")
-    factory = resolve(BY_NAME[channel].provider_factory)
+    factory = resolve(spec.provider_factory)
     return cast(MessagingProvider, factory(credentials=credentials))
 
 

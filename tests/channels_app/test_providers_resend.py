@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
 from channels_app.providers import resend_email
 from channels_app.providers.base import OutboundMessage, ProviderError
+from channels_app.providers.pricing import unit_price
 from channels_app.providers.resend_email import ResendEmailProvider, parse_delivery_event
 from tests.fake_providers import RESEND_API_KEY
 
@@ -40,7 +39,7 @@ def test_it_posts_the_email_as_json_with_the_bearer_key(live_provider_settings, 
     }
     assert len(result.external_id) == 36  # a UUID
     assert (result.status, result.provider) == ("sent", "resend")
-    assert result.cost == Decimal(settings.PROVIDER_PRICES["email"])
+    assert result.cost == unit_price("email")
 
 
 def test_it_sends_media_urls_as_remote_attachments(live_provider_settings) -> None:

@@ -35,7 +35,7 @@ def test_it_returns_twilio_shaped_sids_and_a_simulated_delivery(demo, settings) 
     result = registry.messaging_provider("sms").send(message())
     assert re.fullmatch(r"SM[0-9a-f]{32}", result.external_id)
     assert (result.status, result.provider) == ("delivered", "sandbox")
-    assert result.cost == Decimal(settings.PROVIDER_PRICES["sms"])
+    assert result.cost == pricing.unit_price("sms")
     assert result.cost_estimated is True
     assert demo.requests == []
 
@@ -55,7 +55,7 @@ def test_it_shapes_email_and_line_ids_like_the_real_providers(demo) -> None:
 def test_it_prices_a_long_sms_per_segment(demo, settings) -> None:
     result = registry.messaging_provider("sms").send(message(body="x" * 161))
     assert result.segments == 2
-    assert result.cost == Decimal(settings.PROVIDER_PRICES["sms"]) * 2
+    assert result.cost == pricing.unit_price("sms") * 2
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,7 @@ def test_it_counts_sms_segments_the_way_carriers_bill_them(body: str, segments: 
 
 
 def test_it_prices_calls_per_started_minute(settings) -> None:
-    minute = Decimal(settings.PROVIDER_PRICES["voice"])
+    minute = pricing.unit_price("voice")
     assert pricing.estimate_call_cost(0) == 0
     assert pricing.estimate_call_cost(1) == minute
     assert pricing.estimate_call_cost(61) == minute * 2

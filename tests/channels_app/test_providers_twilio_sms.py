@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 
 import pytest
 
 from channels_app.providers import twilio_client
 from channels_app.providers.base import OutboundMessage, ProviderError
+from channels_app.providers.pricing import unit_price
 from channels_app.providers.twilio_sms import TwilioSmsProvider, parse_status_callback
 from channels_app.providers.twilio_whatsapp import TwilioWhatsAppProvider
 from tests.fake_providers import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
@@ -66,7 +66,7 @@ def test_it_sends_each_media_url_as_a_repeated_field(live_provider_settings) -> 
 
 def test_it_estimates_the_cost_per_segment_when_twilio_has_no_price_yet(live_provider_settings, settings) -> None:
     result = TwilioSmsProvider().send(sms())
-    assert result.cost == Decimal(settings.PROVIDER_PRICES["sms"])
+    assert result.cost == unit_price("sms")
     assert result.cost_estimated is True
     assert result.segments == 1
 

@@ -27,14 +27,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from agents.crypto import decrypt
 from agents.models import Agent
 from channels_app import signatures
-from channels_app.channel_registry import MESSAGE_CHANNELS
+from channels_app.channel_registry import message_channels
 
 
 class Command(BaseCommand):
     help = "Send a signed inbound SMS, WhatsApp, email or LINE webhook to a running server."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("channel", choices=MESSAGE_CHANNELS)
+        parser.add_argument("channel", choices=message_channels())
         parser.add_argument("--agent", required=True, help="The agent id the message is for.")
         parser.add_argument("--from", dest="sender", required=True, help="E.164 number, email address or LINE user id.")
         parser.add_argument("--body", default="Hello from simulate_inbound")
