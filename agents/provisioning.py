@@ -33,7 +33,7 @@ from agents.services import (
     agent_id_check_available,
     default_email_address,
 )
-from channels_app.channel_registry import capabilities, channels
+from channels_app.channel_registry import ChannelSpec, capabilities, channels, resolve
 from channels_app.destinations import DestinationRefused, callback_url_check
 from channels_app.providers.base import ProviderError, ProviderNotConfigured, PurchasedNumber, webhook_url
 from orchestrator.errors import ApiError
@@ -187,7 +187,7 @@ def agent_provision(*, organization: Organization, request: ProvisionInput) -> d
         import secrets
 
         agent_id = "agent-" + secrets.token_hex(4)
-    wants_phone = bool({"sms", "voice"} & set(request.capabilities))
+    wants_phone = any(spec.address_kind == AddressKind.PHONE for spec in _requested(request))
     purchased = _buy_number(agent_id=agent_id, country=request.country.upper()) if wants_phone else None
     try:
         return _create_agent(organization=organization, request=request, agent_id=agent_id, purchased=purchased)
@@ -200,17 +200,45 @@ def agent_provision(*, organization: Organization, request: ProvisionInput) -> d
         raise
 
 
+def _requested(request: ProvisionInput) -> list[ChannelSpec]:
+    return [spec for spec in channels() if spec.capability in request.capabilities]
+
+
+def agent_id_address(*, agent_id: str, request: ProvisionInput) -> str:
+    """The address of a channel whose provider knows the agent by our id (LINE): the agent id itself.
+    The registry's default address factory."""
+    return agent_id
+
+
+# Address kinds provisioning makes itself: a bought number, a pool sender (claimed once the agent exists),
+# an address on the requested domain. Every other kind comes from its channel's address factory.
+OWN_ADDRESS_KINDS = frozenset({AddressKind.PHONE, AddressKind.WHATSAPP, AddressKind.EMAIL})
+
+
+def _entry(spec: ChannelSpec, address: str, status: str) -> dict[str, Any]:
+    """A channel's entry in the `channels` object of provision and channel-status."""
+    return {spec.address_field: address, "status": status} if spec.address_field else {"status": status}
+
+
 @transaction.atomic
 def _create_agent(
     *, organization: Organization, request: ProvisionInput, agent_id: str, purchased: PurchasedNumber | None
 ) -> dict[str, Any]:
-    caps = set(request.capabilities)
-    email = _email_address(agent_id, request.email_domain) if "email" in caps else None
+    requested = _requested(request)
+    kinds = {spec.address_kind for spec in requested}
+    email = _email_address(agent_id, request.email_domain) if AddressKind.EMAIL in kinds else None
+    # One address per kind, from the first requested channel of that kind.
+    others: dict[str, str] = {}
+    for spec in requested:
+        if spec.address_kind not in OWN_ADDRESS_KINDS and spec.address_kind not in others:
+            address = resolve(spec.address_factory)(agent_id=agent_id, request=request)
+            if address:
+                others[spec.address_kind] = address
     agent, issued, callback_secret = agent_create(
         organization=organization,
         display_name=request.display_name.strip(),
         agent_id=agent_id,
-        addresses=AgentAddresses(phone=purchased.number if purchased else None, email=email, line="line" in caps),
+        addresses=AgentAddresses(phone=purchased.number if purchased else None, email=email, others=others),
         greeting=request.greeting,
         system_prompt=request.system_prompt,
         voice=request.voice,
@@ -226,15 +254,14 @@ def _create_agent(
                       "is_sandbox": settings.DEMO_MODE},
         )
         ChannelAddress.objects.filter(agent=agent, kind=AddressKind.PHONE).update(provider_sid=purchased.sid)
-    whatsapp_number = None
-    if "whatsapp" in caps:
+    addresses = {**others, AddressKind.PHONE: purchased.number if purchased else None, AddressKind.EMAIL: email}
+    if AddressKind.WHATSAPP in kinds:
         if settings.DEMO_MODE:
             _demo_whatsapp_sender(purchased.number if purchased else None, request.country.upper())
         sender = _claim_whatsapp_sender(agent)
-        whatsapp_number = sender.phone_number
+        addresses[AddressKind.WHATSAPP] = sender.phone_number
         ChannelAddress.objects.create(agent=agent, kind=AddressKind.WHATSAPP, address=sender.phone_number,
                                       provider_sid=sender.sender_sid)
-    number = purchased.number if purchased else None
     return {
         "success": True,
         "agentId": agent.pk,
@@ -243,11 +270,9 @@ def _create_agent(
         "securityToken": issued.token,
         "callbackSecret": callback_secret,
         "channels": {
-            "phone": {"number": number, "status": "active"} if "sms" in caps else None,
-            "whatsapp": {"number": whatsapp_number, "status": "active"} if whatsapp_number else None,
-            "email": {"address": email, "status": "active"} if email else None,
-            "voiceAi": {"number": number, "status": "active"} if "voice" in caps else None,
-            "line": {"status": "active"} if "line" in caps else None,
+            spec.channels_key: _entry(spec, address, "active")
+            if spec in requested and (address := addresses.get(spec.address_kind)) else None
+            for spec in channels()
         },
         "webhookUrls": webhook_urls(agent.pk),
     }
@@ -289,22 +314,22 @@ def agent_channel_status(*, agent: Agent) -> dict[str, Any]:
     }
     deprovisioned = agent.status == AgentStatus.DEPROVISIONED
     state = "deprovisioned" if deprovisioned else "active"
-    phone = addresses.get(AddressKind.PHONE)
+    entries: dict[str, dict[str, Any] | None] = {}
+    for spec in channels():
+        address = addresses.get(spec.address_kind)
+        if address:
+            entries[spec.channels_key] = _entry(spec, address, state)
+        elif spec.default_address and not deprovisioned:
+            # Email works before any address is provisioned: <agentId>@EMAIL_DEFAULT_DOMAIN.
+            entries[spec.channels_key] = _entry(spec, resolve(spec.default_address)(agent.pk), "default")
+        else:
+            entries[spec.channels_key] = None
     return {
         "agentId": agent.pk,
         "displayName": agent.display_name,
         "status": agent.status,
         "blockedChannels": list(agent.blocked_channels or []),
-        "channels": {
-            "phone": {"number": phone, "status": state} if phone else None,
-            "whatsapp": {"number": addresses[AddressKind.WHATSAPP], "status": state}
-            if AddressKind.WHATSAPP in addresses else None,
-            "email": {"address": addresses.get(AddressKind.EMAIL) or default_email_address(agent.pk),
-                      "status": state if AddressKind.EMAIL in addresses else "default"}
-            if not deprovisioned else None,
-            "voiceAi": {"number": phone, "status": state} if phone else None,
-            "line": {"status": state} if AddressKind.LINE in addresses else None,
-        },
+        "channels": entries,
         "connected": False if deprovisioned else agent_connected(agent.pk),
     }
 

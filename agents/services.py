@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -154,6 +155,8 @@ class AgentAddresses:
     whatsapp: str | None = None
     email: str | None = None
     line: bool = False
+    # Addresses of other kinds (a registered channel's own kind), by kind.
+    others: Mapping[str, str] = field(default_factory=dict)
 
 
 @transaction.atomic
@@ -197,6 +200,7 @@ def agent_create(
         (AddressKind.WHATSAPP, whatsapp),
         (AddressKind.EMAIL, email),
         (AddressKind.LINE, agent_id if addresses.line else None),
+        *addresses.others.items(),
     ]
     try:
         with transaction.atomic():

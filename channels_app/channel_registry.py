@@ -58,6 +58,9 @@ class ChannelSpec:
     """Dotted path of the function giving a provisioned agent its address of `address_kind`:
     `(*, agent_id: str, request: ProvisionInput) -> str | None`. The phone, WhatsApp and email kinds
     of the built-in channels are made by provisioning itself (a bought number, a pool sender, a domain)."""
+    default_address: str | None = None
+    """Dotted path of `(agent_id) -> str`: the address an agent has on the channel before one is provisioned
+    (email's <agentId>@EMAIL_DEFAULT_DOMAIN); channel-status shows it with status `default`."""
     sends_messages: bool = True
     """Whether send-message sends on it (voice has make-call instead)."""
 
@@ -77,6 +80,7 @@ BUILT_IN: tuple[ChannelSpec, ...] = (
         name="email", label="Email", capability="email", address_kind="email", price_key="email", price="0.0004",
         webhook_route="email", webhook_view="channels_app.webhooks.email_webhook",
         provider_factory="channels_app.providers.registry.email_provider", recipient="email",
+        default_address="agents.services.default_email_address",
     ),
     ChannelSpec(
         name="whatsapp", label="WhatsApp", capability="whatsapp", address_kind="whatsapp", price_key="whatsapp",

@@ -433,6 +433,43 @@ def line_events_receive(*, agent: Agent, payload: Mapping[str, Any]) -> list[Inb
     return outcomes
 
 
+# --- any other channel ----------------------------------------------------------------------------
+
+
+def message_receive(
+    *,
+    agent: Agent,
+    channel: str,
+    provider: str,
+    event_id: str,
+    from_address: str,
+    to_address: str,
+    body: str,
+    subject: str = "",
+    media_urls: Sequence[str] = (),
+    external_id: str = "",
+) -> InboundOutcome:
+    """Store an inbound message of a channel's verified webhook, once per provider event id, and deliver it
+    (live session, callback, else it waits). For channels whose webhook view is their own module's."""
+    try:
+        with _once(provider, event_id):
+            message = _store(
+                agent=agent,
+                organization_id=agent.organization_id,
+                channel=channel,
+                from_address=from_address,
+                to_address=to_address,
+                subject=subject[:998],
+                body=body,
+                media_urls=list(media_urls),
+                provider=provider,
+                external_id=(external_id or event_id)[:128],
+            )
+    except _Redelivery:
+        return InboundOutcome(duplicate=True)
+    return InboundOutcome(message_id=message.id)
+
+
 # --- voice ----------------------------------------------------------------------------------------
 
 

@@ -22,10 +22,9 @@ from pydantic import Field
 from agents.consent import opt_out_record
 from agents.crypto import decrypt
 from agents.models import Agent, AgentLimits
-from agents.services import default_email_address
 from agents.usage import Reservation, usage_record_create, usage_release, usage_reprice
 from channels_app.addresses import normalize_recipient
-from channels_app.channel_registry import BY_NAME, message_channels
+from channels_app.channel_registry import BY_NAME, message_channels, resolve
 from channels_app.models import Direction, Message, MessageStatus
 from channels_app.policy import policy_check, policy_reserve
 from channels_app.providers.base import (
@@ -132,11 +131,12 @@ def sender_address(agent: Agent, channel: str) -> str:
     """The agent's own address on the channel (its number, WhatsApp sender, email, LINE bot)."""
     if channel == "line":
         return agent.pk
-    found = sql.sender_address(agent.pk, BY_NAME[channel].address_kind)
+    spec = BY_NAME[channel]
+    found = sql.sender_address(agent.pk, spec.address_kind)
     if found:
         return found
-    if channel == "email":
-        return default_email_address(agent.pk)
+    if spec.default_address:
+        return str(resolve(spec.default_address)(agent.pk))
     raise ApiError(400, "channel_not_provisioned", f"Agent {agent.pk!r} has no {channel} number.",
                    field="channel", hint=f"Provision the agent with the {channel!r} capability.")
 

@@ -137,6 +137,16 @@ def refuse_signature(kind: str) -> HttpResponse:
     return _refuse(kind)
 
 
+def webhook_agent(agent_id: str, *extra_fields: str) -> Agent | None:
+    """The agent a webhook is for (the columns the inbound services read, plus `extra_fields`), or None."""
+    return _agent(agent_id, *extra_fields)
+
+
+def counted(kind: str, outcome: str, response: HttpResponse) -> HttpResponse:
+    """`response`, counted in mcp_webhook_received_total{type=kind, outcome}."""
+    return _counted(kind, outcome, response)
+
+
 def _twilio_message_view(channel: str) -> View:
     @csrf_exempt
     @require_POST

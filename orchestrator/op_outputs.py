@@ -6,6 +6,8 @@ to a service without its model here shows up in the body but not in the schema.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -98,7 +100,31 @@ class StatusChannel(Output):
     status: str
 
 
+def _registered_channels(schema: dict[str, Any]) -> None:
+    """A channel added to the registry (channels_app.channel_registry) has its entry too."""
+    from channels_app.channel_registry import channels
+
+    properties = schema.setdefault("properties", {})
+    for spec in channels():
+        if spec.channels_key not in properties:
+            fields = {spec.address_field: {"type": "string"}} if spec.address_field else {}
+            entry = {"type": "object", "properties": {**fields, "status": {"type": "string"}}}
+            properties[spec.channels_key] = {"anyOf": [entry, {"type": "null"}]}
+
+
+def _registered_webhooks(schema: dict[str, Any]) -> None:
+    from channels_app.channel_registry import channels
+
+    properties = schema.setdefault("properties", {})
+    for spec in channels():
+        properties.setdefault(spec.capability, {"type": "string"})
+
+
 class Channels(Output):
+    """One entry per channel of the registry (the built-in ones below, and any added)."""
+
+    model_config = ConfigDict(json_schema_extra=_registered_channels)
+
     phone: NumberChannel | None
     whatsapp: NumberChannel | None
     email: EmailChannel | None
@@ -160,6 +186,10 @@ class BillingOutput(Output):
 
 
 class WebhookUrls(Output):
+    """Each channel's inbound webhook under its capability's name, and the two status callbacks."""
+
+    model_config = ConfigDict(json_schema_extra=_registered_webhooks)
+
     sms: str
     whatsapp: str
     email: str

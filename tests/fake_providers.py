@@ -7,6 +7,7 @@ provider:
     /resend      POST /emails, GET /emails/receiving/<id>, GET /domains
     /line        POST /v2/bot/message/push, GET /v2/bot/info
     /elevenlabs  POST /v1/text-to-speech/<voiceId>, GET /v1/voices
+    /telegram    POST /bot<token>/sendMessage (the Bot API; for the channel tests/channels_app/telegram_channel.py adds)
 
 Every request is recorded (method, path, query, headers, raw body, parsed form/JSON), credentials are
 checked the way the provider checks them (401 in the provider's error shape otherwise), and a test can
@@ -42,11 +43,12 @@ RESEND_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"fake-resend-webhook-secret
 ELEVENLABS_API_KEY = "sk_fake_elevenlabs_0123456789"
 LINE_CHANNEL_ACCESS_TOKEN = "fake-line-channel-access-token"
 LINE_CHANNEL_SECRET = "fake-line-channel-secret"
+TELEGRAM_BOT_TOKEN = "123456:fake-telegram-bot-token"
 
 # A few bytes that look like an MP3 (ID3 tag + MPEG frame sync) for the fake TTS answer.
 FAKE_MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + b"\x00" * 412
 
-SERVICES = ("twilio", "resend", "line", "elevenlabs")
+SERVICES = ("twilio", "resend", "line", "elevenlabs", "telegram")
 
 
 @dataclass
@@ -304,6 +306,7 @@ class ProviderRequestHandler(BaseHTTPRequestHandler):
             "resend": self.resend,
             "line": self.line,
             "elevenlabs": self.elevenlabs,
+            "telegram": self.telegram,
         }.get(service)
         if handler is None:
             self.send_json(404, {"error": f"no fake for {service}"})
@@ -582,6 +585,22 @@ class ProviderRequestHandler(BaseHTTPRequestHandler):
             })
             return
         self.send_json(404, {"message": "Not found"})
+
+    # --- Telegram Bot API ---------------------------------------------------------------------------------
+
+    def telegram(self, request: RecordedRequest) -> None:
+        token, _, method = request.path.lstrip("/").partition("/")
+        if token != f"bot{TELEGRAM_BOT_TOKEN}":
+            self.send_json(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+            return
+        if method == "sendMessage" and request.method == "POST":
+            body = request.json or {}
+            self.send_json(200, {"ok": True, "result": {
+                "message_id": len(self.providers.requests_to("telegram")), "date": int(time.time()),
+                "chat": {"id": int(body["chat_id"]), "type": "private"}, "text": body.get("text", ""),
+            }})
+            return
+        self.send_json(404, {"ok": False, "error_code": 404, "description": "Not Found"})
 
     # --- ElevenLabs ---------------------------------------------------------------------------------------
 
