@@ -13,7 +13,7 @@ class ChannelsAppConfig(AppConfig):
         register_checks()
 
         # Push messages that waited for an agent as soon as its MCP session is initialized.
-        from channels_app.delivery import register_connect_listener
+        from channels_app.delivery.live_push import register_connect_listener
 
         register_connect_listener()
 

@@ -1,7 +1,7 @@
 """Signed POSTs of inbound events to an agent's callbackUrl (contract §6.3, §8), on the event loop.
 
 One attempt: claim the row (a conditional UPDATE; a row stored for a callback is inserted claimed,
-channels_app.delivery.claim_at_birth), POST it with a pooled keep-alive client of the destination, then
+channels_app.delivery.routing.claim_at_birth), POST it with a pooled keep-alive client of the destination, then
 record the outcome. Success marks the row delivered (several at once under load); a failure releases it
 with the time of the next attempt: up to 8 attempts, 5 s × 3ⁿ apart (5 s … about an hour), after which
 the event stays in waiting-messages. A process that dies mid-attempt leaves a lease that expires, and the
@@ -40,7 +40,7 @@ from django.utils import timezone
 from agents.crypto import decrypt
 from agents.models import Agent, AgentStatus
 from channels_app.callback_http import CallbackHTTPError, DestinationPool, request_head
-from channels_app.delivery import LEASE_SECONDS, VIA_CALLBACK, erased_fields, free_q, message_release
+from channels_app.delivery.claims import LEASE_SECONDS, VIA_CALLBACK, erased_fields, free_q, message_release
 from channels_app.destinations import DestinationRefused, ResolveFailed, destination_addresses
 from channels_app.models import Message
 from channels_app.selectors import waiting_message_object
@@ -128,7 +128,7 @@ def callback_claim(*, message_id: str, first: bool = False) -> CallbackJob | Non
     """Claim the row for one attempt; None when it is not ours to send (taken, not due, no URL, agent inactive).
 
     `first`: the attempt right after the row was stored, which may come before the due time the row was
-    stored with (channels_app.delivery.claim_at_birth: the time a sweep takes it up if nothing else does).
+    stored with (channels_app.delivery.routing.claim_at_birth: the time a sweep takes it up if nothing else does).
     """
     message = Message.objects.select_related("agent").filter(pk=message_id).first()
     if message is None or message.agent.status != AgentStatus.ACTIVE or not message.agent.callback_url:

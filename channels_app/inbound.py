@@ -24,7 +24,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from agents.consent import opt_out_lift, opt_out_record
 from agents.models import Agent, AgentStatus
 from agents.usage import usage_cost_adjust
-from channels_app import delivery
+from channels_app.delivery import routing
 from channels_app.models import Direction, Message, MessageKind, MessageStatus, WebhookEvent
 from channels_app.providers.base import STATUS_RANK, StatusUpdate
 from orchestrator import metrics, sql
@@ -88,7 +88,7 @@ def _new_message(
 ) -> Message:
     """The unsaved row, built before the transaction so that the write transaction (on SQLite, the
     database's one write lock) holds only the inserts."""
-    claim = delivery.claim_at_birth(route, callback_url=agent.callback_url)
+    claim = routing.claim_at_birth(route, callback_url=agent.callback_url)
     return Message(agent=agent, direction=direction, status=status, **claim, **fields)
 
 
@@ -98,12 +98,12 @@ def _insert(message: Message, route: str) -> Message:
     sql.insert(message)
     if message.direction == Direction.INBOUND:
         metrics.labelled(metrics.MESSAGES_RECEIVED, channel=message.channel).inc()
-    transaction.on_commit(lambda: delivery.deliver_stored(message, route))
+    transaction.on_commit(lambda: routing.deliver_stored(message, route))
     return message
 
 
 def _route(agent: Agent, channel: str) -> str:
-    return delivery.delivery_route(agent_id=agent.pk, channel=channel, callback_url=agent.callback_url)
+    return routing.delivery_route(agent_id=agent.pk, channel=channel, callback_url=agent.callback_url)
 
 
 def _store(*, agent: Agent, direction: str = Direction.INBOUND, status: str = MessageStatus.RECEIVED, **fields: Any) -> Message:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from agents.principals import Principal, resolve_agent_id
 from agents.selectors import agent_get_for_principal
-from channels_app import delivery
+from channels_app.delivery import waiting
 from channels_app.long_polls import long_poll_slot
 from orchestrator.operations import OperationInput, operation
 
@@ -16,7 +16,7 @@ from orchestrator.operations import OperationInput, operation
 class WaitForMessageInput(OperationInput):
     agent_id: str | None = None
     channel: str | None = Field(default=None, pattern="^(sms|email|whatsapp|line|voice)$")
-    timeout_seconds: float = Field(default=delivery.WAIT_DEFAULT_SECONDS, ge=0, le=delivery.WAIT_MAX_SECONDS)
+    timeout_seconds: float = Field(default=waiting.WAIT_DEFAULT_SECONDS, ge=0, le=waiting.WAIT_MAX_SECONDS)
     limit: int = Field(default=50, ge=1, le=100)
 
 
@@ -36,7 +36,7 @@ class WaitForMessageInput(OperationInput):
 def wait_for_message(principal: Principal, data: WaitForMessageInput) -> dict[str, Any]:
     agent = agent_get_for_principal(principal, resolve_agent_id(principal, data.agent_id))
     with long_poll_slot(agent_id=agent.id, org_id=agent.organization_id, timeout=data.timeout_seconds):
-        messages = delivery.messages_wait(
+        messages = waiting.messages_wait(
             agent_id=agent.id, channel=data.channel, timeout=data.timeout_seconds, limit=data.limit
         )
     return {"messages": messages, "count": len(messages), "acknowledged": len(messages)}

@@ -15,7 +15,7 @@ from agents.principals import Principal, resolve_agent_id
 from agents.selectors import agent_get_for_principal
 from channels_app.addresses import normalize_recipient
 from channels_app.channel_registry import channel_names
-from channels_app.delivery import messages_take_waiting
+from channels_app.delivery.waiting import messages_take_waiting
 from channels_app.services import SendMessageInput, message_send
 from orchestrator.op_outputs import (
     ConsentCheckOutput,

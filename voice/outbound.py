@@ -35,8 +35,8 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentLimits, AgentStatus
 from agents.usage import Reservation, usage_cost_adjust, usage_record_create, usage_release, usage_reserve
-from channels_app import delivery
 from channels_app.addresses import normalize_phone
+from channels_app.delivery import routing
 from channels_app.models import Message, MessageKind
 from channels_app.policy import policy_check, policy_reserve
 from channels_app.providers import pricing
@@ -526,10 +526,10 @@ def _call_outcome_store(call: Call, agent: Agent, update: CallStatusUpdate, rout
         provider=update.provider,
         cost=call.cost,
         error_code=(update.error_code or "")[:40],
-        **delivery.claim_at_birth(route),
+        **routing.claim_at_birth(route),
     )
     message.save(force_insert=True)
-    transaction.on_commit(lambda: delivery.deliver_stored(message, route))
+    transaction.on_commit(lambda: routing.deliver_stored(message, route))
     return message
 
 
@@ -549,8 +549,8 @@ def call_status_record(*, agent_id: str, update: CallStatusUpdate) -> bool:
     agent = Agent.objects.filter(pk=agent_id).first()
     if agent is None:
         return False
-    # Decided before the transaction, as inbound storage does (channels_app.delivery.delivery_route).
-    route = delivery.delivery_route(agent_id=agent.pk, channel=VOICE, callback_url=agent.callback_url)
+    # Decided before the transaction, as inbound storage does (channels_app.routing.delivery_route).
+    route = routing.delivery_route(agent_id=agent.pk, channel=VOICE, callback_url=agent.callback_url)
     now = timezone.now()
     with transaction.atomic():
         call = Call.objects.select_for_update().filter(agent_id=agent_id, call_sid=update.call_sid).first()

@@ -26,7 +26,8 @@ from django.utils import timezone
 from agents.crypto import decrypt
 from agents.models import Agent
 from agents.services import AgentAddresses
-from channels_app import callbacks, delivery, signatures
+from channels_app import callbacks, signatures
+from channels_app.delivery import waiting
 from channels_app.destinations import DestinationRefused, destination_addresses
 from channels_app.models import Message
 from tests.channels_app.webhook_support import TWILIO_TOKEN, fixture, post_twilio, webhook_secrets  # noqa: F401
@@ -257,7 +258,7 @@ def test_a_loopback_callback_url_is_refused_at_delivery_and_the_message_waits(cl
     assert (message.callback_attempts, message.next_callback_at, message.delivered_at) == (8, None, None)
     call_command("deliver_callbacks", "--once")
     assert receiver.requests == []
-    assert [event["id"] for event in delivery.messages_take_waiting(agent_id="agent-a")] == [message.pk]
+    assert [event["id"] for event in waiting.messages_take_waiting(agent_id="agent-a")] == [message.pk]
 
 
 async def test_a_name_that_resolves_to_loopback_is_refused_at_delivery(settings):

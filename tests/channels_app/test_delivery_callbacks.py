@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from agents.crypto import decrypt
 from agents.services import AgentAddresses
-from channels_app import callbacks, delivery
+from channels_app import callbacks
+from channels_app.delivery import claims, routing, waiting
 from channels_app.models import Message
 from tests.channels_app.webhook_support import fixture, post_twilio, webhook_secrets  # noqa: F401
 
@@ -137,9 +138,9 @@ def test_after_eight_failures_it_stays_waiting(client, agent, receiver):
     assert message.next_callback_at is None and message.delivered_at is None
     call_command("deliver_callbacks", "--once")
     assert len(receiver.requests) == 8
-    taken = delivery.messages_take_waiting(agent_id="agent-a")
+    taken = waiting.messages_take_waiting(agent_id="agent-a")
     assert [event["id"] for event in taken] == [message.id]
-    assert delivery.messages_take_waiting(agent_id="agent-a") == []
+    assert waiting.messages_take_waiting(agent_id="agent-a") == []
 
 
 def test_the_backoff_grows_from_five_seconds_to_about_an_hour():
@@ -168,7 +169,7 @@ def test_a_waiting_message_taken_by_a_fetch_is_never_posted(client, agent, recei
     receiver.statuses = [500]
     post_twilio(client, PATH, fixture("twilio_sms.json"))
     message = Message.objects.get()
-    assert len(delivery.messages_take_waiting(agent_id="agent-a")) == 1
+    assert len(waiting.messages_take_waiting(agent_id="agent-a")) == 1
     make_due(message)
     call_command("deliver_callbacks", "--once")
     assert len(receiver.requests) == 1
@@ -189,13 +190,13 @@ def test_an_expired_claim_makes_the_row_free_again(agent):
         agent=agent, organization_id=agent.organization_id, direction="inbound", channel="sms",
         from_address="+1", to_address="+2", body="x", status="received",
     )
-    assert delivery.message_claim(message_id=message.pk, via="mcp")
-    assert not delivery.message_claim(message_id=message.pk, via="mcp")
-    assert delivery.messages_take_waiting(agent_id="agent-a") == []
+    assert claims.message_claim(message_id=message.pk, via="mcp")
+    assert not claims.message_claim(message_id=message.pk, via="mcp")
+    assert waiting.messages_take_waiting(agent_id="agent-a") == []
     # The claiming process died: after the lease the row is free for anyone.
     Message.objects.filter(pk=message.pk).update(next_callback_at=timezone.now() - timedelta(seconds=1))
-    assert len(delivery.messages_take_waiting(agent_id="agent-a")) == 1
-    assert not delivery.message_mark_delivered(message_id=message.pk, via="mcp")
+    assert len(waiting.messages_take_waiting(agent_id="agent-a")) == 1
+    assert not claims.message_mark_delivered(message_id=message.pk, via="mcp")
 
 
 def test_retention_keeps_bodies_for_the_configured_days(settings, agent):
@@ -204,10 +205,10 @@ def test_retention_keeps_bodies_for_the_configured_days(settings, agent):
         agent=agent, organization_id=agent.organization_id, direction="inbound", channel="sms",
         from_address="+1", to_address="+2", body="keep me a week", status="received",
     )
-    assert delivery.messages_take_waiting(agent_id="agent-a")[0]["body"] == "keep me a week"
+    assert waiting.messages_take_waiting(agent_id="agent-a")[0]["body"] == "keep me a week"
     message.refresh_from_db()
     assert message.body == "keep me a week"
-    assert delivery.message_bodies_purge() == 0
+    assert claims.message_bodies_purge() == 0
     Message.objects.filter(pk=message.pk).update(delivered_at=timezone.now() - timedelta(days=8))
     call_command("purge_message_bodies")
     message.refresh_from_db()
@@ -219,12 +220,12 @@ def test_a_pending_waiter_gets_the_message_instead_of_the_callback(agent, receiv
         agent=agent, organization_id=agent.organization_id, direction="inbound", channel="sms",
         from_address="+1", to_address="+2", body="for the waiter", status="received",
     )
-    key = delivery._waiter_key("agent-a", None)
-    delivery._waiter_add(key, 30)
+    key = waiting._waiter_key("agent-a", None)
+    waiting._waiter_add(key, 30)
     try:
-        delivery.schedule_delivery(message.pk)
+        routing.schedule_delivery(message.pk)
     finally:
-        delivery._waiter_remove(key)
+        waiting._waiter_remove(key)
     assert receiver.requests == []
     message.refresh_from_db()
     assert message.delivered_at is None

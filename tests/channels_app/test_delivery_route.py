@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.services import AgentAddresses
-from channels_app import delivery
+from channels_app.delivery import claims, live_push, routing, waiting
 from channels_app.models import Direction, Message
 from orchestrator import agent_registry
 from tests.channels_app.test_delivery_callbacks import receiver  # noqa: F401
@@ -50,7 +50,7 @@ def session() -> Iterator[FakeConnection]:
     """A live session of agent-a in this process, on the loop the test client's deliveries run on."""
     fake = FakeConnection()
     live = agent_registry.LiveSession(
-        agent_id="agent-a", session=fake, transport="sse", loop=delivery._loop_outside_the_server()  # type: ignore[arg-type]
+        agent_id="agent-a", session=fake, transport="sse", loop=routing._loop_outside_the_server()  # type: ignore[arg-type]
     )
     agent_registry._sessions["agent-a"] = live
     yield fake
@@ -77,20 +77,20 @@ def test_it_pushes_to_a_session_in_this_process_from_the_inserted_row(client, ma
 
 def test_it_inserts_the_row_already_claimed_for_the_push(client, make_agent, session, monkeypatch):
     make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
-    monkeypatch.setattr(delivery, "deliver_stored", lambda message, route: None)
+    monkeypatch.setattr(routing, "deliver_stored", lambda message, route: None)
     post_twilio(client, PATH, fixture("twilio_sms.json"))
     message = Message.objects.get()
     assert message.delivered_via == "mcp" and message.delivered_at is None
     assert message.next_callback_at is not None and message.next_callback_at > timezone.now()
     # Nobody else takes it while the lease holds.
-    assert delivery.messages_take_waiting(agent_id="agent-a") == []
+    assert waiting.messages_take_waiting(agent_id="agent-a") == []
 
 
 @pytest.mark.usefixtures("single_process")
 def test_it_does_no_delivery_work_for_an_agent_nobody_can_reach(client, make_agent, monkeypatch):
     make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
     started: list[str] = []
-    monkeypatch.setattr(delivery, "_run_delivery", lambda start, message_id: started.append(message_id))
+    monkeypatch.setattr(routing, "_run_delivery", lambda start, message_id: started.append(message_id))
     with CaptureQueriesContext(connection) as captured:
         response = post_twilio(client, PATH, fixture("twilio_sms.json"))
     assert response.status_code == 200
@@ -104,7 +104,7 @@ def test_it_does_no_delivery_work_for_an_agent_nobody_can_reach(client, make_age
 def test_it_pushes_to_a_session_that_connected_while_the_message_was_stored(client, make_agent, session, monkeypatch):
     make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"))
     # The route was decided before the session registered.
-    monkeypatch.setattr(delivery, "delivery_route", lambda **kwargs: delivery.ROUTE_NONE)
+    monkeypatch.setattr(routing, "delivery_route", lambda **kwargs: routing.ROUTE_NONE)
     post_twilio(client, PATH, fixture("twilio_sms.json"))
     assert len(session.events) == 1
     assert states() == [("mcp", True, None)]
@@ -113,7 +113,7 @@ def test_it_pushes_to_a_session_that_connected_while_the_message_was_stored(clie
 def test_it_posts_to_the_callback_when_the_session_left_before_the_push(client, make_agent, receiver, monkeypatch):  # noqa: F811
     make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"), callback_url=receiver.url)
     # Routed to a session in this process, which is gone by the time of the push.
-    monkeypatch.setattr(delivery, "delivery_route", lambda **kwargs: delivery.VIA_MCP)
+    monkeypatch.setattr(routing, "delivery_route", lambda **kwargs: claims.VIA_MCP)
     post_twilio(client, PATH, fixture("twilio_sms.json"))
     assert len(receiver.requests) == 1
     assert states() == [("callback", True, None)]
@@ -121,7 +121,7 @@ def test_it_posts_to_the_callback_when_the_session_left_before_the_push(client, 
 
 def test_it_delivers_a_message_whose_waiter_gave_up_while_it_was_stored(client, make_agent, receiver, monkeypatch):  # noqa: F811
     make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"), callback_url=receiver.url)
-    monkeypatch.setattr(delivery, "delivery_route", lambda **kwargs: delivery.VIA_WAIT)
+    monkeypatch.setattr(routing, "delivery_route", lambda **kwargs: claims.VIA_WAIT)
     post_twilio(client, PATH, fixture("twilio_sms.json"))
     assert len(receiver.requests) == 1
     assert states() == [("callback", True, None)]
@@ -129,15 +129,15 @@ def test_it_delivers_a_message_whose_waiter_gave_up_while_it_was_stored(client, 
 
 def test_it_leaves_a_message_to_a_pending_waiter(client, make_agent, receiver):  # noqa: F811
     make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"), callback_url=receiver.url)
-    key = delivery._waiter_key("agent-a", None)
-    delivery._waiter_add(key, 30)
+    key = waiting._waiter_key("agent-a", None)
+    waiting._waiter_add(key, 30)
     try:
         post_twilio(client, PATH, fixture("twilio_sms.json"))
     finally:
-        delivery._waiter_remove(key)
+        waiting._waiter_remove(key)
     assert receiver.requests == []
     assert states() == [("", False, fixture("twilio_sms.json")["Body"])]
-    assert [m["body"] for m in delivery.messages_take_waiting(agent_id="agent-a", via=delivery.VIA_WAIT)] == [
+    assert [m["body"] for m in waiting.messages_take_waiting(agent_id="agent-a", via=claims.VIA_WAIT)] == [
         fixture("twilio_sms.json")["Body"]
     ]
 
@@ -147,23 +147,23 @@ def _four_pushed_messages_marked(make_agent, monkeypatch) -> tuple[list[str], li
     ids = [
         Message.objects.create(
             agent=agent, organization_id=agent.organization_id, direction=Direction.INBOUND, channel="sms",
-            from_address="+12125550123", to_address="+14155550100", body=f"m{n}", delivered_via=delivery.VIA_MCP,
+            from_address="+12125550123", to_address="+14155550100", body=f"m{n}", delivered_via=claims.VIA_MCP,
         ).pk
         for n in range(4)
     ]
     batches: list[list[str]] = []
-    mark = delivery.messages_mark_pushed
+    mark = live_push.messages_mark_pushed
 
     def recording(*, message_ids: list[str]) -> int:
         batches.append(list(message_ids))
         return mark(message_ids=message_ids)
 
-    monkeypatch.setattr(delivery, "messages_mark_pushed", recording)
+    monkeypatch.setattr(live_push, "messages_mark_pushed", recording)
 
     async def push_all() -> None:
-        await asyncio.gather(*(delivery._mark_pushed(message_id) for message_id in ids))
+        await asyncio.gather(*(live_push._mark_pushed(message_id) for message_id in ids))
         # The first caller waited for its own mark only; the others' is written by a task.
-        while asyncio.get_running_loop() in delivery._marks_pending:
+        while asyncio.get_running_loop() in live_push._marks_pending:
             await asyncio.sleep(0.01)
 
     asyncio.run(push_all())
@@ -183,21 +183,21 @@ def test_it_counts_waiters_in_one_cache_instance_across_worker_calls():
     # Each worker call runs in a copy of the caller's context, where django's `cache` would be a new
     # instance (and with Redis a new connection) every time.
     async def twice() -> list[object]:
-        return [await run_blocking(delivery._waiters) for _ in range(3)]
+        return [await run_blocking(waiting._waiters) for _ in range(3)]
 
     first, *others = asyncio.run(twice())
     assert all(other is first for other in others)
-    key = delivery._waiter_key("agent-a", None)
-    delivery._waiter_add(key, 30)
+    key = waiting._waiter_key("agent-a", None)
+    waiting._waiter_add(key, 30)
     try:
-        assert delivery.waiter_pending("agent-a", "sms")
+        assert waiting.waiter_pending("agent-a", "sms")
     finally:
-        delivery._waiter_remove(key)
-    assert not delivery.waiter_pending("agent-a", "sms")
+        waiting._waiter_remove(key)
+    assert not waiting.waiter_pending("agent-a", "sms")
 
 
 def test_it_reads_no_waiter_counts_while_no_waiter_of_this_process_uses_its_own_cache(monkeypatch):
-    counts = delivery._waiters()
+    counts = waiting._waiters()
     if not isinstance(counts, LocMemCache):
         pytest.skip("a shared cache (Redis) also holds other processes' waiters: it is always read")
     reads: list[list[str]] = []
@@ -208,16 +208,16 @@ def test_it_reads_no_waiter_counts_while_no_waiter_of_this_process_uses_its_own_
         return get_many(keys)
 
     monkeypatch.setattr(counts, "get_many", counting)
-    assert not delivery.waiter_pending("agent-a", "sms")
+    assert not waiting.waiter_pending("agent-a", "sms")
     assert reads == []
-    key = delivery._waiter_key("agent-b", "sms")
-    delivery._waiter_add(key, 30)
+    key = waiting._waiter_key("agent-b", "sms")
+    waiting._waiter_add(key, 30)
     try:
         # Any waiter of the process (here another agent's) sends every check to the cache.
-        assert not delivery.waiter_pending("agent-a", "sms")
-        assert delivery.waiter_pending("agent-b", "sms")
+        assert not waiting.waiter_pending("agent-a", "sms")
+        assert waiting.waiter_pending("agent-b", "sms")
         assert len(reads) == 2
     finally:
-        delivery._waiter_remove(key)
-    assert not delivery.waiter_pending("agent-b", "sms")
+        waiting._waiter_remove(key)
+    assert not waiting.waiter_pending("agent-b", "sms")
     assert len(reads) == 2

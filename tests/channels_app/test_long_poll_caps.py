@@ -11,7 +11,7 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from channels_app import delivery
+from channels_app.delivery import waiting as waiting_queue
 from tests.live_server import LIVE_SERVER_APPS, LiveServer
 from tests.orchestrator.mcp_clients import agent_token, bearer
 from tests.orchestrator.test_mcp_registry import eventually
@@ -23,7 +23,7 @@ def waiting(agent_id: str, count: int) -> Callable[[], Awaitable[bool]]:
     """Whether `count` long polls of the agent are waiting in the server (it runs in this process)."""
 
     async def check() -> bool:
-        return len(delivery._local_waiters.get(agent_id, ())) >= count
+        return len(waiting_queue._local_waiters.get(agent_id, ())) >= count
 
     return check
 

@@ -17,7 +17,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from agents.services import auth_failure_windows_prune
-from channels_app import callbacks, delivery
+from channels_app import callbacks
+from channels_app.delivery.claims import message_bodies_purge
 from orchestrator.workers import run_blocking
 from voice.retention import call_contents_purge
 
@@ -27,7 +28,7 @@ PURGE_EVERY_SECONDS = 600
 
 
 def _maintain() -> None:
-    purged = delivery.message_bodies_purge()
+    purged = message_bodies_purge()
     calls = call_contents_purge()
     pruned = auth_failure_windows_prune()
     if purged:

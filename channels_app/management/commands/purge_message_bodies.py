@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from channels_app.delivery import message_bodies_purge
+from channels_app.delivery.claims import message_bodies_purge
 from voice.retention import call_contents_purge
 
 
