@@ -33,6 +33,7 @@ from agents.principals import Principal, Role
 from agents.selectors import agents_visible_to
 from agents.services import default_email_address
 from agents.usage import window_start
+from channels_app.channel_registry import channels
 from channels_app.models import Direction, Message, MessageKind, MessageStatus
 from voice.models import Call
 
@@ -145,16 +146,9 @@ def _addresses(agent: Agent) -> dict[str, str]:
 
 
 def agent_channels(addresses: dict[str, str]) -> list[str]:
-    """The channels an agent can use: a number gives SMS and voice, and so on."""
-    channels: list[str] = []
-    if AddressKind.PHONE in addresses:
-        channels += ["sms", "voice"]
-    if AddressKind.WHATSAPP in addresses:
-        channels.append("whatsapp")
-    channels.append("email")  # every agent has at least the default address
-    if AddressKind.LINE in addresses:
-        channels.append("line")
-    return channels
+    """The channels an agent can use, in the registry's order: those with an address of their kind (a
+    number gives SMS and voice), and those with a default address (every agent has email)."""
+    return [spec.name for spec in channels() if spec.address_kind in addresses or spec.default_address]
 
 
 def agent_list_entry(agent: Agent, *, connected: bool) -> dict[str, Any]:

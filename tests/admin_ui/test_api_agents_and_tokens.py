@@ -31,7 +31,7 @@ def test_agents_lists_the_callers_agents_with_addresses_and_connection(client: C
         "whatsappNumber": None,
         "emailAddress": "agent-b@agents.example.com",
         "status": "active",
-        "channels": ["sms", "voice", "email"],
+        "channels": ["sms", "email", "voice"],
         "blockedChannels": [],
         "connected": False,
     }]}

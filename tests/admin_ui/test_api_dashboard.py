@@ -94,7 +94,7 @@ def test_the_super_admin_sees_every_organization(activity: dict[str, Tenant], or
 
 def test_agents_carry_channels_connection_and_spend_against_their_limits(activity: dict[str, Tenant]) -> None:
     agent = dashboard(activity["a"].token)["agents"][0]
-    assert agent["channels"] == ["sms", "voice", "email"]
+    assert agent["channels"] == ["sms", "email", "voice"]
     assert agent["connected"] is False
     assert agent["blockedChannels"] == []
     assert agent["spend"] == {"today": 0.85, "month": 0.85, "dayLimit": 1.0, "monthLimit": 500.0,

@@ -27,14 +27,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from agents.crypto import decrypt
 from agents.models import Agent
 from channels_app import signatures
-from channels_app.channel_registry import message_channels
+from channels_app.channel_registry import BY_NAME, message_channels
+
+# The channels whose provider payload this command can build and sign (a registered channel's webhook
+# is its own module's, so it has no builder here).
+SIMULATED = {"sms": "_twilio", "whatsapp": "_twilio", "email": "_email", "line": "_line"}
 
 
 class Command(BaseCommand):
     help = "Send a signed inbound SMS, WhatsApp, email or LINE webhook to a running server."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("channel", choices=message_channels())
+        parser.add_argument("channel", choices=[name for name in message_channels() if name in SIMULATED])
         parser.add_argument("--agent", required=True, help="The agent id the message is for.")
         parser.add_argument("--from", dest="sender", required=True, help="E.164 number, email address or LINE user id.")
         parser.add_argument("--body", default="Hello from simulate_inbound")
@@ -48,8 +52,8 @@ class Command(BaseCommand):
         if agent is None:
             raise CommandError(f"No agent {options['agent']!r}.")
         channel = options["channel"]
-        path = f"/webhooks/{agent.id}/{channel}"
-        builder = {"sms": self._twilio, "whatsapp": self._twilio, "email": self._email, "line": self._line}[channel]
+        path = f"/webhooks/{agent.id}/{BY_NAME[channel].webhook_route}"
+        builder = getattr(self, SIMULATED[channel])
         body, headers = builder(agent, channel, path, options)
         server = (options["server"] or f"http://127.0.0.1:{settings.PORT}").rstrip("/")
         status, answer = _post(server + path, body, headers)
