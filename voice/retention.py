@@ -1,6 +1,6 @@
 """Call content retention: what was said on a call is erased CALL_TRANSCRIPT_RETENTION_DAYS after it ended.
 
-Message bodies have MESSAGE_BODY_RETENTION_DAYS (channels_app.delivery.message_bodies_purge); a call's
+Message bodies have MESSAGE_BODY_RETENTION_DAYS (channels_app.delivery.claims.message_bodies_purge); a call's
 transcript, its turns' texts and the spoken parts of its context are conversation content too, so they
 get the same treatment. Metadata stays for usage, billing and audit: who called whom, when, how long,
 the cost, how each turn was answered and how fast. The delivery worker runs this every few minutes, and
