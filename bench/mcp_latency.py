@@ -1,24 +1,33 @@
-"""MCP latency and throughput: connect + initialize, one client's comms_ping, and comms_ping calls per
-second of server CPU time over SSE (issue 3's performance targets).
+"""MCP latency and throughput: connect + initialize, one client's comms_ping, comms_ping calls per
+second of server CPU time over SSE (issue 3's performance targets), and per-call latency with many
+concurrent clients over SSE and Streamable HTTP (issue 14 item 12).
 
     .venv/bin/python bench/mcp_latency.py [--server uvicorn|daphne] [--calls 2000] [--clients 8]
+    .venv/bin/python bench/mcp_latency.py --only-concurrent --clients 20 --calls 4000 [--rate 300]
 
-With `--reference-url URL --reference-pid PID` (bench/reference.py): comms_ping from `--clients` SSE
-sessions at once, per-call p50/p90/p99 and calls per server CPU-second, alternating rounds on our server
-and on the reference TypeScript server in the same minutes.
+With `--reference-url URL --reference-pid PID` (bench/reference.py): the concurrent runs (comms_ping from
+`--clients` sessions at once, per-call p50/p90/p99/max and calls per server CPU-second), alternating
+rounds on our server and on the reference TypeScript server in the same minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
+import itertools
 import json
+import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -150,58 +159,234 @@ async def throughput(server, token: str, clients: int, calls_per_client: int) ->
     return total / wall, total / cpu, total
 
 
-async def ping_at_clients(
-    sse_url: str, headers: dict[str, str] | None, cpu_seconds: Callable[[], float], clients: int, calls_per_client: int
-) -> tuple[list[float], float]:
-    """Per-call comms_ping latencies with `clients` SSE sessions calling at once, and calls per server CPU-second."""
-    from tests.orchestrator.mcp_clients import sse_session
+async def run_clients(
+    url: str, port: int, token: str | None, transport: str, indices: range, clients: int, calls_per_client: int,
+    rate: float | None, raw: bool, ready: Callable[[], Awaitable[None]], query_token: bool = True,
+) -> list[list[float]]:
+    """Sessions `indices` of `clients`, each calling comms_ping in a loop once `ready` returns (closed loop),
+    or each at rate/clients calls a second on a fixed schedule (paced: a late call is measured from when
+    it was due, so queueing shows). Returns each session's latencies."""
+    from tests.orchestrator.mcp_clients import bearer, sse_session, streamable_session
 
-    ready, go = asyncio.Event(), asyncio.Event()
     opened = 0
-    samples: list[float] = []
+    all_open = asyncio.Event()
+    go = asyncio.Event()
+    per_client: list[list[float]] = [[] for _ in indices]
+    interval = clients / rate if rate else 0.0
 
-    async def client() -> None:
+    @contextlib.asynccontextmanager
+    async def raw_session() -> Any:
+        session = RawSession(port, token or "", transport)
+        await session.open()
+        try:
+            yield session
+        finally:
+            session.close()
+
+    async def client(slot: int, index: int) -> None:
         nonlocal opened
-        async with sse_session(sse_url, headers=headers) as session:
+        headers = bearer(token) if token else None
+        opener: Any = raw_session() if raw else (
+            (sse_session(f"{url}/sse?token={token}") if query_token else sse_session(f"{url}/sse", headers=headers))
+            if transport == "sse"
+            else streamable_session(f"{url}/mcp", headers=headers)
+        )
+        async with opener as session:
+            call: Callable[[], Awaitable[Any]] = session.ping if raw else partial(session.call_tool, "comms_ping", {})
             for _ in range(10):
-                await session.call_tool("comms_ping", {})
+                await call()
             opened += 1
-            if opened == clients:
-                ready.set()
+            if opened == len(indices):
+                all_open.set()
             await go.wait()
+            # Paced clients start spread over one interval, as independent agents would.
+            due = time.perf_counter() + interval * index / clients
             for _ in range(calls_per_client):
-                started = time.perf_counter()
-                result = await session.call_tool("comms_ping", {})
-                samples.append(time.perf_counter() - started)
-                assert not result.is_error
+                if interval:
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    started = due
+                    due += interval
+                else:
+                    started = time.perf_counter()
+                result = await call()
+                per_client[slot].append(time.perf_counter() - started)
+                assert result is None or not result.is_error
 
-    tasks = [asyncio.create_task(client()) for _ in range(clients)]
-    await ready.wait()
-    cpu_before = cpu_seconds()
+    tasks = [asyncio.create_task(client(slot, index)) for slot, index in enumerate(indices)]
+    await all_open.wait()
+    await ready()
     go.set()
     await asyncio.gather(*tasks)
-    return samples, len(samples) / (cpu_seconds() - cpu_before)
+    return per_client
+
+
+def client_process(
+    url: str, port: int, token: str | None, query_token: bool, transport: str, indices: range, clients: int,
+    calls_per_client: int, rate: float | None, raw: bool, barrier: Any, results: Any,
+) -> None:
+    """run_clients in a process of its own (--client-processes): agents are separate programs, and one
+    process of 20 SDK sessions spends about twice the server's CPU per call on its own."""
+    gc.collect()
+    gc.freeze()
+    cpu_before = 0.0
+
+    async def ready() -> None:
+        nonlocal cpu_before
+        await asyncio.get_running_loop().run_in_executor(None, barrier.wait)  # all sessions open
+        await asyncio.get_running_loop().run_in_executor(None, barrier.wait)  # the server's CPU is read: go
+        cpu_before = time.process_time()
+
+    per_client = asyncio.run(
+        run_clients(url, port, token, transport, indices, clients, calls_per_client, rate, raw, ready, query_token)
+    )
+    results.put((per_client, time.process_time() - cpu_before))
+
+
+async def concurrent_latency(  # type: ignore[no-untyped-def]
+    server, token: str | None, transport: str, clients: int, calls_per_client: int, rate: float | None,
+    raw: bool = False, processes: int = 1, query_token: bool = True,
+) -> tuple[list[float], float, float, float, str]:
+    """run_clients with `clients` sessions in `processes` client processes against `server` (anything with
+    url, port and cpu_seconds()). Returns (samples, wall seconds, server CPU s, client CPU s, the spread of
+    the clients' means)."""
+    cpu_before = client_cpu_before = started = 0.0
+
+    async def start() -> None:
+        nonlocal cpu_before, client_cpu_before, started
+        cpu_before = server.cpu_seconds()
+        client_cpu_before = time.process_time()
+        started = time.perf_counter()
+
+    if processes == 1:
+        per_client = await run_clients(
+            server.url, server.port, token, transport, range(clients), clients, calls_per_client, rate, raw, start,
+            query_token,
+        )
+        client_cpu = time.process_time() - client_cpu_before
+    else:
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(processes + 1)
+        results = context.Queue()
+        children = [
+            context.Process(target=client_process, args=(
+                server.url, server.port, token, query_token, transport, range(index, clients, processes), clients,
+                calls_per_client, rate, raw, barrier, results,
+            ))
+            for index in range(processes)
+        ]
+        for child in children:
+            child.start()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, barrier.wait)
+        await start()
+        await loop.run_in_executor(None, barrier.wait)
+        outcomes = [await loop.run_in_executor(None, results.get) for _ in children]
+        for child in children:
+            child.join()
+        per_client = [own for sessions, _ in outcomes for own in sessions]
+        client_cpu = sum(cpu for _, cpu in outcomes)
+    wall = time.perf_counter() - started
+    means = sorted(statistics.fmean(own) for own in per_client)
+    fairness = f"client means {means[0] * 1000:.1f}–{means[-1] * 1000:.1f} ms"
+    samples = [sample for own in per_client for sample in own]
+    return samples, wall, server.cpu_seconds() - cpu_before, client_cpu, fairness
+
+
+class RawSession:
+    """One MCP session on plain sockets (keep-alive), what a cheap client costs: the server's share."""
+
+    def __init__(self, port: int, token: str, transport: str) -> None:
+        self.port, self.token, self.transport = port, token, transport
+        self.next_id = 2
+
+    async def open(self) -> None:
+        from bench.mcp_idle_sessions import INITIALIZE, INITIALIZED, open_session, post
+
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        if self.transport == "sse":
+            self.sse_reader, self.sse_writer, self.path = await open_session(self.port, self.token)
+            await post(self.port, self.path, INITIALIZE)
+            while not (await self.sse_reader.readline()).startswith(b"data: {"):
+                pass
+            await post(self.port, self.path, INITIALIZED)
+            self.headers = ""
+        else:
+            self.path = "/mcp"
+            self.headers = f"Authorization: Bearer {self.token}\r\nAccept: application/json, text/event-stream\r\n"
+            headers, _ = await self._exchange(INITIALIZE)
+            session = next(line for line in headers if line.lower().startswith("mcp-session-id:"))
+            self.headers += session + "\r\nMcp-Protocol-Version: 2025-06-18\r\n"
+            await self._exchange(INITIALIZED)
+
+    async def _exchange(self, body: str) -> tuple[list[str], bytes]:
+        payload = body.encode()
+        self.writer.write(
+            f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: application/json\r\n"
+            f"{self.headers}Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+        )
+        headers = []
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            text = line.decode("latin-1").rstrip("\r\n")
+            headers.append(text)
+            if text.lower().startswith("content-length:"):
+                length = int(text.split(":")[1])
+        return headers, await self.reader.readexactly(length)
+
+    async def ping(self) -> None:
+        call = {"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": "comms_ping", "arguments": {}}}
+        self.next_id += 1
+        _, answer = await self._exchange(json.dumps(call))
+        if self.transport == "sse":
+            while not (line := await self.sse_reader.readline()).startswith(b"data: {"):
+                pass
+            answer = line[len(b"data: "):]
+        if b'"isError":true' in answer or b'"result"' not in answer:
+            raise RuntimeError(f"comms_ping failed: {answer[:200]!r}")
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.transport == "sse":
+            self.sse_writer.close()
+
+
+def max_ms(samples: list[float]) -> str:
+    return f"max {max(samples) * 1000:.2f} ms"
+
+
+async def concurrent_rounds(args: argparse.Namespace, targets: list[tuple[str, Any, str | None, bool]]) -> None:
+    """The concurrent runs (closed loop, then each --rate), each on every target in turn:
+    (name, server, token, whether /sse takes the token as ?token=)."""
+    where = f" in {args.client_processes} processes" if args.client_processes > 1 else ""
+    for rate in [None, *args.rate]:
+        for kind, transport in itertools.product(args.concurrent_clients.split(","), args.transports.split(",")):
+            for name, server, token, query_token in targets:
+                samples, wall, cpu, client_cpu, fairness = await concurrent_latency(
+                    server, token, transport, args.clients, args.calls // args.clients, rate, raw=kind == "raw",
+                    processes=args.client_processes, query_token=query_token,
+                )
+                mode = f"paced at {rate:g}/s" if rate else "closed loop"
+                print(
+                    f"{name}comms_ping, {args.clients} clients{where}, {transport}, {kind} client, {mode}: "
+                    f"{summary_ms(samples)}, {max_ms(samples)}, {fairness}; {len(samples) / wall:.0f} calls/s wall, "
+                    f"{len(samples) / cpu:.0f} per server CPU-second, client {client_cpu / len(samples) * 1e6:.0f} µs "
+                    f"CPU/call (load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
 
 
 def side_by_side(args: argparse.Namespace, server: ServerProcess, token: str) -> None:
     from bench.reference import ReferenceServer
-    from tests.orchestrator.mcp_clients import bearer
 
     reference = ReferenceServer(args.reference_url, args.reference_pid)
-    targets = [
-        ("ours", f"{server.url}/sse?token={token}", None, server.cpu_seconds),
-        ("reference", f"{reference.url}/sse", bearer(args.reference_token) if args.reference_token else None,
-         reference.cpu_seconds),
-    ]
+    targets = [("ours:      ", server, token, True), ("reference: ", reference, args.reference_token, False)]
     print(f"{time.strftime('%H:%M:%S')} UTC, load {os.getloadavg()[0]:.1f}; our pid {server.process.pid}, "
-          f"reference pid {reference.pid}; {args.clients} SSE clients, {args.calls} calls per run")
+          f"reference pid {reference.pid}; {args.clients} clients, {args.calls} calls per run")
     for round_number in range(1, args.rounds + 1):
-        for name, sse_url, headers, cpu_seconds in targets:
-            samples, per_cpu = asyncio.run(
-                ping_at_clients(sse_url, headers, cpu_seconds, args.clients, args.calls // args.clients)
-            )
-            print(f"round {round_number}, {name:>9}: comms_ping {summary_ms(samples)}; "
-                  f"{per_cpu:.0f} calls per server CPU-second", flush=True)
+        print(f"round {round_number}")
+        asyncio.run(concurrent_rounds(args, targets))
 
 
 def main() -> None:
@@ -217,6 +402,15 @@ def main() -> None:
     parser.add_argument("--reference-pid", type=int, help="pid of the reference's node process (its CPU time is read)")
     parser.add_argument("--reference-token", help="Bearer token for the reference (none needed in its DEMO_MODE)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds with --reference-url (default 2)")
+    parser.add_argument("--only-concurrent", action="store_true",
+                        help="only the per-call latency with --clients concurrent SDK clients (SSE, Streamable HTTP)")
+    parser.add_argument("--rate", type=float, action="append", default=[],
+                        help="also a paced run: this many calls a second across all clients (repeatable)")
+    parser.add_argument("--transports", default="sse,streamable-http")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="spread the concurrent clients over this many processes")
+    parser.add_argument("--concurrent-clients", default="sdk,raw",
+                        help="which clients for the concurrent runs: the SDK's, raw sockets, or both")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="comms-bench-")
@@ -224,6 +418,10 @@ def main() -> None:
     prepare_database(env)
     setup_django(env)
     token = create_agent()
+    # This process holds Django and the app too; its own full collections (0.1–0.3 s each over that heap,
+    # every client stopped) would read as server latency.
+    gc.collect()
+    gc.freeze()
 
     with server_process(env, server=args.server, profile_to=args.profile) as server:
         if args.reference_url:
@@ -232,6 +430,9 @@ def main() -> None:
 
         async def run() -> None:
             print(f"server: {args.server}, pid {server.process.pid}")
+            if args.only_concurrent:
+                await concurrent_runs()
+                return
             if not args.only_throughput:
                 await raw_connect_latency(server.port, token, 3)
                 samples = await raw_connect_latency(server.port, token, args.connects)
@@ -250,6 +451,11 @@ def main() -> None:
                 f"comms_ping over SSE, {args.clients} clients, {total} calls: {per_wall:.0f} calls/s wall, "
                 f"{per_cpu:.0f} calls per server CPU-second ({1e6 / per_cpu:.0f} µs of server CPU per call)"
             )
+            if not args.only_throughput:
+                await concurrent_runs()
+
+        async def concurrent_runs() -> None:
+            await concurrent_rounds(args, [("", server, token, True)])
 
         asyncio.run(run())
 
