@@ -32,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.mcp_common import (  # noqa: E402
+    CLOCK_TICKS,
     ServerProcess,
     bench_environment,
     create_agent,
@@ -356,6 +357,11 @@ def max_ms(samples: list[float]) -> str:
     return f"max {max(samples) * 1000:.2f} ms"
 
 
+def host_steal_ticks() -> int:
+    """CPU time the hypervisor gave to others while this VM wanted it (/proc/stat "steal", in clock ticks)."""
+    return int(Path("/proc/stat").read_text().split()[8])
+
+
 async def concurrent_rounds(args: argparse.Namespace, targets: list[tuple[str, Any, str | None, bool]]) -> None:
     """The concurrent runs (closed loop, then each --rate), each on every target in turn:
     (name, server, token, whether /sse takes the token as ?token=)."""
@@ -363,16 +369,20 @@ async def concurrent_rounds(args: argparse.Namespace, targets: list[tuple[str, A
     for rate in [None, *args.rate]:
         for kind, transport in itertools.product(args.concurrent_clients.split(","), args.transports.split(",")):
             for name, server, token, query_token in targets:
+                steal_before = host_steal_ticks()
                 samples, wall, cpu, client_cpu, fairness = await concurrent_latency(
                     server, token, transport, args.clients, args.calls // args.clients, rate, raw=kind == "raw",
                     processes=args.client_processes, query_token=query_token,
                 )
+                # The VM's vCPUs are paused in 100 ms slices once it uses more CPU than the host grants it:
+                # every call in flight then waits it out. Steal says whether that happened during the run.
+                steal = (host_steal_ticks() - steal_before) / CLOCK_TICKS / (wall * (os.cpu_count() or 1))
                 mode = f"paced at {rate:g}/s" if rate else "closed loop"
                 print(
                     f"{name}comms_ping, {args.clients} clients{where}, {transport}, {kind} client, {mode}: "
                     f"{summary_ms(samples)}, {max_ms(samples)}, {fairness}; {len(samples) / wall:.0f} calls/s wall, "
                     f"{len(samples) / cpu:.0f} per server CPU-second, client {client_cpu / len(samples) * 1e6:.0f} µs "
-                    f"CPU/call (load {os.getloadavg()[0]:.1f})",
+                    f"CPU/call (load {os.getloadavg()[0]:.1f}, host steal {steal:.0%})",
                     flush=True,
                 )
 
