@@ -51,16 +51,24 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 
 
 def policy_check(
-    *, agent: Agent, channel: str, to: str, recipient_timezone: str | None = None, now: datetime | None = None
+    *,
+    agent: Agent,
+    channel: str,
+    to: str,
+    recipient_timezone: str | None = None,
+    now: datetime | None = None,
+    opted_out: bool | None = None,
 ) -> None:
-    """Checks 1–4 of §6.2; raises the first refusal."""
+    """Checks 1–4 of §6.2; raises the first refusal. `opted_out`: already read by the caller."""
     if agent.status != AgentStatus.ACTIVE:
         raise ApiError(403, "agent_inactive", f"Agent {agent.pk!r} is {agent.status}; it cannot send.",
                        hint="An org admin can reactivate the agent.")
     if agent.is_channel_blocked(channel):
         raise ApiError(403, "channel_blocked", f"The {channel} channel is blocked for this agent.",
                        hint="An org admin can unblock it with POST /admin/api/agents/<agentId>/blocked-channels.")
-    if sql.opted_out(agent.pk, opt_out_channels(channel), to):  # read on every send: plain SQL
+    if opted_out is None:
+        opted_out = sql.opted_out(agent.pk, opt_out_channels(channel), to)  # read on every send: plain SQL
+    if opted_out:
         raise ApiError(403, "opted_out", f"{to} has opted out of messages from this agent on {channel}.",
                        hint="The contact can opt back in by replying START.")
     if channel in QUIET_HOURS_CHANNELS:

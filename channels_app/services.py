@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydantic import Field
 
-from agents.consent import opt_out_record
+from agents.consent import opt_out_channels, opt_out_record
 from agents.crypto import decrypt
 from agents.models import Agent, AgentLimits
 from agents.usage import Reservation, usage_record_create, usage_release, usage_reprice
@@ -131,8 +131,12 @@ def sender_address(agent: Agent, channel: str) -> str:
     """The agent's own address on the channel (its number, WhatsApp sender, email, LINE bot)."""
     if channel == "line":
         return agent.pk
+    return _sender_address_from(agent, channel, sql.sender_address(agent.pk, BY_NAME[channel].address_kind))
+
+
+def _sender_address_from(agent: Agent, channel: str, found: str | None) -> str:
+    """sender_address() given the value of the agent's address row for the channel (None: no row)."""
     spec = BY_NAME[channel]
-    found = sql.sender_address(agent.pk, spec.address_kind)
     if found:
         return found
     if spec.default_address:
@@ -170,8 +174,14 @@ def message_send(*, agent: Agent, request: SendMessageInput) -> dict[str, Any]:
         previous = _idempotent_replay(agent, idempotency_key)
         if previous is not None:
             return send_result(previous)
-    policy_check(agent=agent, channel=request.channel, to=request.to)
-    from_address = sender_address(agent, request.channel)
+    if request.channel == "line":
+        policy_check(agent=agent, channel=request.channel, to=request.to)
+        from_address = agent.pk
+    else:  # the two reads of every send as one statement (orchestrator.sql)
+        found, opted_out = sql.sender_address_and_opted_out(
+            agent.pk, BY_NAME[request.channel].address_kind, opt_out_channels(request.channel), request.to)
+        policy_check(agent=agent, channel=request.channel, to=request.to, opted_out=opted_out)
+        from_address = _sender_address_from(agent, request.channel, found)
     credentials = line_credentials(agent) if request.channel == "line" else {}
     try:
         provider = messaging_provider(request.channel, credentials=credentials or None)

@@ -251,6 +251,17 @@ def opted_out(agent_id: str, channels: Sequence[str], contact: str) -> bool:
     return _fetchone(_read_alias(OptOut), sql, (agent_id, *channels, contact)) is not None
 
 
+def sender_address_and_opted_out(agent_id: str, kind: str, channels: Sequence[str], contact: str) -> tuple[str | None, bool]:
+    """`(sender_address(agent_id, kind), opted_out(agent_id, channels, contact))` in one statement: a send
+    needs both, and each statement costs more in Django's cursor than the database spends on it."""
+    sql = (
+        f"SELECT ({_SENDER_ADDRESS_SQL}), EXISTS (SELECT 1 FROM {_q(OptOut._meta.db_table)} WHERE {_q('agent_id')} = %s "
+        f"AND {_q('channel')} IN ({_placeholders(len(channels))}) AND {_q('contact')} = %s)"
+    )
+    row = _fetchone(_read_alias(OptOut), sql, (agent_id, kind, agent_id, *channels, contact))
+    return (None if row[0] is None else str(row[0])), bool(row[1])
+
+
 # --- usage counters ---------------------------------------------------------------------------------
 
 _BUCKET = _Columns(UsageBucket, "b", ("id", "scope", "scope_id", "window", "window_start", "actions", "spend"))

@@ -274,3 +274,20 @@ def test_its_statements_go_through_django_s_cursor_so_query_capture_sees_them(ma
 
     assert len(captured.captured_queries) == 1
     assert digest in captured.captured_queries[0]["sql"]
+
+
+def test_it_reads_the_sender_address_and_the_opt_out_in_one_statement_as_the_orm_does(make_agent) -> None:
+    agent, _ = make_agent("agent-a")
+    ChannelAddress.objects.create(agent=agent, kind="phone", address="+14155550100", released_at=timezone.now())
+    ChannelAddress.objects.create(agent=agent, kind="phone", address="+14155550101")
+    OptOut.objects.create(agent=agent, channel="sms", contact="+14155550123")
+
+    for kind in ("phone", "email"):
+        for channels, contact in [(["sms"], "+14155550123"), (["sms", "whatsapp"], "+14155550123"),
+                                  (["whatsapp"], "+14155550123"), (["sms"], "+14155550999")]:
+            expected = (
+                ChannelAddress.objects.filter(agent_id=agent.pk, kind=kind, released_at__isnull=True)
+                .order_by("pk").values_list("address", flat=True).first(),
+                OptOut.objects.filter(agent_id=agent.pk, channel__in=channels, contact=contact).exists(),
+            )
+            assert sql.sender_address_and_opted_out(agent.pk, kind, channels, contact) == expected
