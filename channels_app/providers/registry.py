@@ -53,7 +53,9 @@ class _WaitsOffTurn:
         return off_turn
 
 
-def _live(adapter: A) -> A:
+def live(adapter: A) -> A:
+    """The live adapter, lending its worker thread's CPU turn while it waits on the provider's API
+    (what every factory returns in live mode, a registered channel's too)."""
     return cast(A, _WaitsOffTurn(adapter))
 
 TWILIO_SETTINGS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
@@ -83,7 +85,7 @@ def sms_provider(*, credentials: dict[str, str] | None = None) -> MessagingProvi
         raise ProviderNotConfigured("sms", TWILIO_SETTINGS)
     from channels_app.providers.twilio_sms import TwilioSmsProvider
 
-    return _live(TwilioSmsProvider())
+    return live(TwilioSmsProvider())
 
 
 def whatsapp_provider(*, credentials: dict[str, str] | None = None) -> MessagingProvider:
@@ -94,7 +96,7 @@ def whatsapp_provider(*, credentials: dict[str, str] | None = None) -> Messaging
         raise ProviderNotConfigured("whatsapp", TWILIO_SETTINGS)
     from channels_app.providers.twilio_whatsapp import TwilioWhatsAppProvider
 
-    return _live(TwilioWhatsAppProvider())
+    return live(TwilioWhatsAppProvider())
 
 
 def telephony_provider(*, credentials: dict[str, str] | None = None) -> TelephonyProvider:
@@ -105,7 +107,7 @@ def telephony_provider(*, credentials: dict[str, str] | None = None) -> Telephon
         raise ProviderNotConfigured("voice", TWILIO_SETTINGS)
     from channels_app.providers.twilio_voice import TwilioVoiceProvider
 
-    return _live(TwilioVoiceProvider())
+    return live(TwilioVoiceProvider())
 
 
 def email_provider(*, credentials: dict[str, str] | None = None) -> EmailProvider:
@@ -116,7 +118,7 @@ def email_provider(*, credentials: dict[str, str] | None = None) -> EmailProvide
         raise ProviderNotConfigured("email", RESEND_SETTINGS)
     from channels_app.providers.resend_email import ResendEmailProvider
 
-    return _live(ResendEmailProvider())
+    return live(ResendEmailProvider())
 
 
 def tts_provider() -> TtsProvider:
@@ -126,7 +128,7 @@ def tts_provider() -> TtsProvider:
         raise ProviderNotConfigured("tts", ELEVENLABS_SETTINGS)
     from channels_app.providers.elevenlabs_tts import ElevenLabsTtsProvider
 
-    return _live(ElevenLabsTtsProvider())
+    return live(ElevenLabsTtsProvider())
 
 
 def line_provider(credentials: dict[str, str] | None = None) -> LineProvider:
@@ -141,7 +143,7 @@ def line_provider(credentials: dict[str, str] | None = None) -> LineProvider:
         raise ProviderNotConfigured("line", LINE_SETTINGS)
     from channels_app.providers.line import LineMessagingProvider
 
-    return _live(cast(LineProvider, LineMessagingProvider(token)))
+    return live(cast(LineProvider, LineMessagingProvider(token)))
 
 
 def line_access_token(credentials: dict[str, str] | None) -> str | None:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from channels_app import inbound, webhooks
 from channels_app.channel_registry import ChannelSpec
-from channels_app.providers import sandbox
+from channels_app.providers import registry, sandbox
 from channels_app.providers.base import (
     MessagingProvider,
     OutboundMessage,
@@ -76,7 +76,7 @@ def telegram_provider(*, credentials: dict[str, str] | None = None) -> Messaging
     token = getattr(settings, "TELEGRAM_BOT_TOKEN", "")
     if not token:
         raise ProviderNotConfigured(NAME, ("TELEGRAM_BOT_TOKEN",))
-    return TelegramProvider(base_url=settings.TELEGRAM_API_BASE_URL, token=token)
+    return registry.live(TelegramProvider(base_url=settings.TELEGRAM_API_BASE_URL, token=token))
 
 
 def normalize_chat_id(value: str, *, field: str = "to") -> str:

@@ -103,7 +103,7 @@ def test_long_polls_take_no_turn(one_turn: None) -> None:
 
 
 def test_a_live_adapter_gives_its_turn_away_while_it_calls_the_provider(one_turn: None) -> None:
-    from channels_app.providers.registry import _live
+    from channels_app.providers.registry import live
 
     class SlowAdapter:
         name = "slow"
@@ -113,7 +113,7 @@ def test_a_live_adapter_gives_its_turn_away_while_it_calls_the_provider(one_turn
             return "sent"
 
     overlap = Overlap()
-    adapter = _live(SlowAdapter())
+    adapter = live(SlowAdapter())
     results: list[str] = []
 
     def send() -> None:
