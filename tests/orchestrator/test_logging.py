@@ -117,3 +117,19 @@ def test_a_bad_host_header_is_one_warning_line_without_a_traceback(client) -> No
     lines = out.getvalue().splitlines()
     assert lines[0] == "Invalid HTTP_HOST header: 'evil.example'. You may need to add 'evil.example' to ALLOWED_HOSTS."
     assert not any("Traceback" in line for line in lines), lines
+
+
+def test_a_secret_configured_after_start_is_redacted_by_value(settings) -> None:
+    """The configured secrets are read once, and again when a setting changes."""
+    secret = "freshly-rotated-twilio-auth-token"
+    assert redact(f"signature check with {secret}") == f"signature check with {secret}"
+    settings.TWILIO_AUTH_TOKEN = secret
+    assert secret not in redact(f"signature check with {secret}")
+
+
+def test_a_record_is_redacted_once_however_many_filters_it_meets() -> None:
+    entry = record('%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5000", "GET", f"/sse?token={TOKEN}", "1.1", 200))
+    first, second = RedactTokensFilter(), RedactTokensFilter()
+    assert first.filter(entry) and second.filter(entry)
+    assert TOKEN not in entry.getMessage()
+    assert entry.args is not None and entry.args[2] == "/sse?token=[redacted]"
