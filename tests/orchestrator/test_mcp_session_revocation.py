@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
@@ -135,12 +136,17 @@ async def test_a_push_after_the_token_was_revoked_does_not_count_and_the_message
     reaches the old session meanwhile must not mark the message delivered."""
     token = await agent_token(make_agent)
     inbox = Inbox()
-    async with sse_session(f"{asgi_server.url}/sse?token={token}", logging_callback=inbox):
-        await eventually(connected("agent-a"))
-        # Revoked in the database only, as another process would: no end request reaches this one.
-        await sync_to_async(AgentToken.objects.filter(agent_id="agent-a").update)(revoked_at="2026-01-01T00:00:00Z")
-        assert (await post_sms(asgi_server)).status_code == 200
-        await eventually(disconnected("agent-a"))
+    try:
+        async with sse_session(f"{asgi_server.url}/sse?token={token}", logging_callback=inbox):
+            await eventually(connected("agent-a"))
+            # Revoked in the database only, as another process would: no end request reaches this one.
+            await sync_to_async(AgentToken.objects.filter(agent_id="agent-a").update)(revoked_at="2026-01-01T00:00:00Z")
+            assert (await post_sms(asgi_server)).status_code == 200
+            await eventually(disconnected("agent-a"))
+    except* anyio.BrokenResourceError:
+        # The server ended the stream while the SDK's reader was handing on its last event: the client's
+        # teardown, not what this test is about (seen once in a full run on a loaded host).
+        pass
     # The session ends before the refused push releases its claim on the row: wait for the release.
     assert await settles_to([("", BODY, False)]), await sync_to_async(message_state)()
 
