@@ -74,7 +74,8 @@ MAX_REQUEST_BODY_BYTES = 1024 * 1024
 # --- inbound -----------------------------------------------------------------------------
 # Days a delivered inbound message keeps its body; 0 erases it once delivered and acknowledged.
 MESSAGE_BODY_RETENTION_DAYS: int = env.int("MESSAGE_BODY_RETENTION_DAYS", 0, minimum=0)
-# Days a call's transcript and turn texts are kept after it ended; 0 erases them at the worker's next pass.
+# Days a call's transcript and turn texts are kept after it ended; 0 erases them at the worker's first pass
+# at least 5 minutes after the end (voice.retention.SETTLE).
 CALL_TRANSCRIPT_RETENTION_DAYS: int = env.int("CALL_TRANSCRIPT_RETENTION_DAYS", 30, minimum=0)
 
 # --- callbacks (contract §8; channels_app.callbacks, channels_app.destinations) ---------------

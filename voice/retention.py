@@ -24,13 +24,16 @@ from voice.models import Call, CallTurn
 SPOKEN_CONTEXT_KEYS = ("message", "said")
 # A call whose end was never reported (a lost final status callback) is erased this long after it began.
 UNENDED_GRACE = timedelta(days=1)
+# Even with 0 days, a call is left alone this long after its end was reported: the voice socket may still be
+# writing its last turns and transcript, which must not land after the erasure.
+SETTLE = timedelta(minutes=5)
 BATCH = 200
 
 
 def call_contents_purge(*, now: datetime | None = None) -> int:
     """Erase the content of calls that ended more than CALL_TRANSCRIPT_RETENTION_DAYS ago; returns how many."""
     now = now or timezone.now()
-    cutoff = now - timedelta(days=settings.CALL_TRANSCRIPT_RETENTION_DAYS)
+    cutoff = now - max(timedelta(days=settings.CALL_TRANSCRIPT_RETENTION_DAYS), SETTLE)
     due = Call.objects.filter(content_erased_at__isnull=True).filter(
         Q(ended_at__lte=cutoff) | Q(ended_at__isnull=True, created_at__lte=cutoff - UNENDED_GRACE)
     )

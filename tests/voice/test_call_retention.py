@@ -69,14 +69,17 @@ def test_it_erases_what_was_said_on_calls_past_retention_and_keeps_the_record(ag
 
 def test_with_zero_days_an_ended_call_is_erased_at_the_next_pass_and_a_live_one_is_not(agent, settings):
     settings.CALL_TRANSCRIPT_RETENTION_DAYS = 0
-    ended = a_call(agent, ended_days_ago=0.001, sid="CA" + "3" * 32)
+    ended = a_call(agent, ended_days_ago=10 / (24 * 60), sid="CA" + "3" * 32)  # 10 minutes ago
     live = a_call(agent, ended_days_ago=None, sid="CA" + "4" * 32)
+    # Its end just reported: the voice socket may still be writing the last turns, so it waits a few minutes.
+    just_ended = a_call(agent, ended_days_ago=1 / (24 * 60), sid="CA" + "7" * 32)
 
     assert call_contents_purge() == 1
 
     assert Call.objects.get(pk=ended.pk).transcript == []
     assert Call.objects.get(pk=live.pk).transcript != []
     assert CallTurn.objects.get(call=live).caller_text == "my card number is 4111"
+    assert Call.objects.get(pk=just_ended.pk).content_erased_at is None
 
 
 def test_a_call_whose_end_was_never_reported_is_erased_a_day_after_retention(agent, settings):
