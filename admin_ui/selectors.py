@@ -35,6 +35,7 @@ from agents.services import default_email_address
 from agents.usage import window_start
 from channels_app.channel_registry import channels
 from channels_app.models import Direction, Message, MessageKind, MessageStatus
+from orchestrator.timestamps import iso_utc
 from voice.models import Call
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ RECENT_FAILURES = 10
 # Provider → the /health/ready check that covers it (orchestrator.health.READINESS_KEYS).
 PROVIDERS: dict[str, str] = {"twilio": "telephony", "resend": "email", "elevenlabs": "tts", "line": "line"}
 FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def money(value: Decimal | None) -> float:
@@ -311,7 +308,7 @@ def _delivery_failures(scope: Scope, since: datetime) -> dict[str, Any]:
                 "status": row["status"],
                 "errorCode": row["error_code"] or None,
                 "errorMessage": row["error_message"] or None,
-                "createdAt": _iso(row["created_at"]),
+                "createdAt": iso_utc(row["created_at"]),
             }
             for row in recent
         ],
@@ -364,7 +361,7 @@ def _services(scope: Scope, since: datetime) -> dict[str, Any]:
                     "code": row["error_code"],
                     "message": row["error_message"],
                     "channel": row["channel"],
-                    "at": _iso(row["updated_at"]),
+                    "at": iso_utc(row["updated_at"]),
                 }
         services[provider] = {
             "configured": configured[provider]["configured"],
@@ -468,7 +465,7 @@ def dashboard_for(principal: Principal, *, now: datetime | None = None) -> dict[
     usage["activeAgents"] = len(agent_entries)
     usage["connectedAgents"] = len(connected)
     return {
-        "generatedAt": _iso(now),
+        "generatedAt": iso_utc(now),
         "scope": {"orgId": scope.org_id, "allOrganizations": scope.org_id is None},
         "agents": agent_entries,
         "organizations": org_entries,

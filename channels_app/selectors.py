@@ -6,12 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from channels_app.models import Direction, Message
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.isoformat().replace("+00:00", "Z")
+from orchestrator.timestamps import iso_utc
 
 
 def waiting_message_object(message: Message) -> dict[str, Any]:
@@ -31,7 +26,7 @@ def waiting_message_object(message: Message) -> dict[str, Any]:
         "callSid": message.call_sid or None,
         "status": message.status,
         "reason": message.error_code or None,
-        "createdAt": _iso(message.created_at),
+        "createdAt": iso_utc(message.created_at),
     }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
@@ -10,11 +9,8 @@ from django.utils import timezone
 from agents.models import AddressKind, Agent, ChannelAddress
 from agents.principals import Principal, Role
 from orchestrator.errors import ApiError
+from orchestrator.timestamps import iso_utc
 from voice.models import Call, VoiceAudio
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def call_object(call: Call) -> dict[str, Any]:
@@ -28,8 +24,8 @@ def call_object(call: Call) -> dict[str, Any]:
         "to": call.to_address,
         "durationSeconds": call.duration_seconds,
         "cost": float(call.cost) if call.cost is not None else None,
-        "startedAt": _iso(call.started_at),
-        "endedAt": _iso(call.ended_at),
+        "startedAt": iso_utc(call.started_at),
+        "endedAt": iso_utc(call.ended_at),
     }
 
 
