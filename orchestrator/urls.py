@@ -5,6 +5,7 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
+from admin_ui.views_pages import favicon
 from orchestrator import health
 from orchestrator.api_docs import OpenApiView, integration_guide
 from orchestrator.rest import rest_urlpatterns
@@ -14,6 +15,7 @@ urlpatterns = [
     # `make run` ends with "Uvicorn running on http://127.0.0.1:3100": a browser opening it lands on
     # the operator admin, not on a Not Found page.
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False), name="root"),
+    path("favicon.ico", favicon, name="favicon"),
     path("health", health.health, name="health"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", health.metrics_view, name="metrics"),

@@ -242,3 +242,30 @@ async def test_the_agent_list_toggles_a_blocked_channel_through_the_admin_api(
     agent = await sync_to_async(Agent.objects.get)(pk="bot")
     assert agent.blocked_channels == ["*"]
     assert seen["errors"] == []
+
+
+async def test_the_admin_pages_load_without_a_single_failed_request(browser: BrowserThread, admin_server: LiveServer):
+    """What an operator's browser console shows: no request of an admin page fails, and the icon a browser
+    asks for at /favicon.ico is there (headless Chromium doesn't ask by itself, so the test asks)."""
+    await create_superuser()
+
+    def scenario(chromium: Any) -> dict[str, Any]:
+        tab = open_tab(chromium, admin_server.url)
+        failed: list[str] = []
+        tab.page.on("response", lambda response: failed.append(f"{response.status} {response.url}")
+                    if response.status >= 400 else None)
+        tab.page.on("requestfailed", lambda request: failed.append(f"failed {request.url}"))
+        try:
+            log_in(tab, "root", "/admin/")
+            for path in ("/admin/dashboard", "/admin/setup", "/admin/api-docs", "/admin/agents/agent/"):
+                tab.page.goto(path)
+                tab.page.wait_for_load_state("networkidle")
+            icon = tab.page.goto("/favicon.ico")
+            return {"failed": failed, "icon": (icon.status, icon.headers.get("content-type")), "errors": tab.errors}
+        finally:
+            tab.close()
+
+    seen = await browser.run(scenario, browser.browser)
+    assert seen["failed"] == []
+    assert seen["icon"] == (200, "image/x-icon")
+    assert seen["errors"] == []

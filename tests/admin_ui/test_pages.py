@@ -347,3 +347,11 @@ def test_the_blocked_channels_field_refuses_an_unknown_channel(admin_client, mak
     assert "fax is not one of the available choices" in response.content.decode()
     agent.refresh_from_db()
     assert agent.blocked_channels == []
+
+
+def test_the_favicon_browsers_ask_for_is_served_and_cached() -> None:
+    response = Client().get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/x-icon"
+    assert response.content.startswith(b"\x00\x00\x01\x00")  # an ICO header
+    assert "max-age" in response["Cache-Control"]
