@@ -369,6 +369,10 @@ async def concurrent_rounds(args: argparse.Namespace, targets: list[tuple[str, A
     for rate in [None, *args.rate]:
         for kind, transport in itertools.product(args.concurrent_clients.split(","), args.transports.split(",")):
             for name, server, token, query_token in targets:
+                served = getattr(server, "transports", None)  # the reference's: SSE only (bench/reference.py)
+                if served is not None and transport not in served:
+                    print(f"{name}comms_ping over {transport}: not served, skipped", flush=True)
+                    continue
                 steal_before = host_steal_ticks()
                 samples, wall, cpu, client_cpu, fairness = await concurrent_latency(
                     server, token, transport, args.clients, args.calls // args.clients, rate, raw=kind == "raw",

@@ -14,6 +14,7 @@ What the reference's code does, as the harness must meet it:
 - Agents: its comms_provision_channels tool inserts an `agent_channels` row (the phone number from its
   telephony provider); the benchmark inserts that row into the reference's SQLite file directly.
 - MCP: `GET /sse`, then `POST /messages?sessionId=…`; in DEMO_MODE every POST is admin without a token.
+  No Streamable HTTP: `mcp_latency.py` measures the reference over SSE only.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from bench.mcp_common import CLOCK_TICKS
 class ReferenceServer:
     url: str
     pid: int
+    # Its MCP is the SDK's SSE transport only (GET /sse, POST /messages): it has no Streamable HTTP endpoint
+    # (a POST /mcp is Express's 404, on which the SDK's client waits for ever), so mcp_latency.py skips it there.
+    transports: tuple[str, ...] = ("sse",)
 
     @property
     def port(self) -> int:
