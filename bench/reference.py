@@ -36,6 +36,15 @@ class ReferenceServer:
     # (a POST /mcp is Express's 404, on which the SDK's client waits for ever), so mcp_latency.py skips it there.
     transports: tuple[str, ...] = ("sse",)
 
+    def __post_init__(self) -> None:
+        # `cd /work/ref && node … &` backgrounds a subshell: its $! is not node's pid, and a CPU time of 0
+        # would end a run in a division by zero after the warm-up, so say so before anything starts.
+        comm = Path(f"/proc/{self.pid}/comm")
+        name = comm.read_text().strip() if comm.exists() else "no such process"
+        if name != "node":
+            raise SystemExit(f"--reference-pid {self.pid} is {name!r}, not the reference's node process "
+                             "(start it as in bench/README.md: `node dist/index.js … &` then REF=$!)")
+
     @property
     def port(self) -> int:
         return urlsplit(self.url).port or 80
