@@ -55,6 +55,7 @@ PLAIN_AGENT = "bench-plain"
 
 
 CHECK_EVERY = 10
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Receiver:
@@ -171,6 +172,8 @@ async def run(server: Any, port: int, batch: list[tuple[str, bytes]], senders: i
             latencies.append(answered_at[sid] - started)
         writer.close()
 
+    pid = server.pid if hasattr(server, "pid") else server.process.pid
+    threads_before = thread_times(pid)
     cpu_before, wall_before = server.cpu_seconds(), time.perf_counter()
     pace.start()
     await asyncio.gather(*(sender() for _ in range(senders)))
@@ -184,6 +187,7 @@ async def run(server: Any, port: int, batch: list[tuple[str, bytes]], senders: i
     await asyncio.sleep(0.5)  # what runs after the 200s (marks, sweeps) is counted too
     cpu = server.cpu_seconds() - cpu_before
     result: dict[str, Any] = {
+        "threads": thread_split(pid, threads_before, len(batch)),
         "count": len(batch), "cpu": cpu, "wall": wall, "per_cpu_second": len(batch) / cpu,
         "webhook_p50": statistics.median(latencies), "webhook_p99": percentile(latencies, 0.99),
     }
@@ -194,6 +198,39 @@ async def run(server: Any, port: int, batch: list[tuple[str, bytes]], senders: i
                       after_p99=percentile(after, 0.99), sent_p50=statistics.median(since_sent),
                       sent_p99=percentile(since_sent, 0.99))
     return result
+
+
+def thread_times(pid: int) -> dict[int, tuple[float, float, int]]:
+    """Per thread of the server: (user s, system s, context switches), from /proc."""
+    out: dict[int, tuple[float, float, int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        switches = sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches:" in line)
+        out[int(task.name)] = (int(fields[11]) / TICKS, int(fields[12]) / TICKS, switches)
+    return out
+
+
+def thread_split(pid: int, before: dict[int, tuple[float, float, int]], count: int) -> str:
+    """µs of CPU per webhook on the loop's thread (the main one) and on the others, user+system, and
+    context switches per webhook."""
+    after = thread_times(pid)
+    loop_user = loop_sys = rest_user = rest_sys = 0.0
+    loop_cs = rest_cs = 0
+    for tid, (user, system, switches) in after.items():
+        user0, system0, switches0 = before.get(tid, (0.0, 0.0, 0))
+        if tid == pid:
+            loop_user, loop_sys, loop_cs = user - user0, system - system0, switches - switches0
+        else:
+            rest_user += user - user0
+            rest_sys += system - system0
+            rest_cs += switches - switches0
+    per = 1e6 / count
+    return (f"loop thread {loop_user * per:.0f}+{loop_sys * per:.0f} µs (user+sys), {loop_cs / count:.1f} switches; "
+            f"other threads {rest_user * per:.0f}+{rest_sys * per:.0f} µs, {rest_cs / count:.1f} switches per webhook")
 
 
 def undelivered(agent_id: str, sids: list[str]) -> int:
@@ -248,6 +285,8 @@ async def main_async(args: argparse.Namespace) -> None:
         for round_number in range(1, args.rounds + 1):
             for senders in sender_counts:
                 for agent_id in (PLAIN_AGENT, CALLBACK_AGENT):
+                    if args.only and agent_id != (CALLBACK_AGENT if args.only == "callback" else PLAIN_AGENT):
+                        continue
                     batch = signed(agent_id, args.count, base, f"r{round_number}")
                     with_callback = agent_id == CALLBACK_AGENT
                     result = await run(server, server.port, batch, senders, args.rate, receiver if with_callback else None)
@@ -263,6 +302,8 @@ async def main_async(args: argparse.Namespace) -> None:
                                  f"{result['sent_p50'] * 1000:.2f} ms, p99 {result['sent_p99'] * 1000:.2f} ms; arrived {result['arrived']}/{result['count']}, "
                                  f"rows undelivered {left}")
                     print(line, flush=True)
+                    if args.threads:
+                        print("    " + result["threads"], flush=True)
     await receiver.stop()
     bad = signatures_valid(receiver, secret)
     print(f"callbacks received {len(receiver.raw)}, duplicates {receiver.duplicates}, bad signatures {bad}, "
@@ -302,6 +343,10 @@ def main() -> None:
     parser.add_argument("--senders", default="1,20", help="comma-separated sender counts (default 1,20)")
     parser.add_argument("--rate", type=float, default=0.0, help="webhooks/s due across the senders (default: closed loop)")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the server (repeatable)")
+    parser.add_argument("--threads", action="store_true", help="also print CPU and context switches per webhook "
+                        "of the server's loop thread and of its other threads")
+    parser.add_argument("--only", choices=("callback", "plain"), help="run only the agent with (or without) a "
+                        "callback URL, e.g. to profile one of them")
     parser.add_argument("--profile", default=None, help="sample the server with py-spy into this file (raw)")
     parser.add_argument("--reference-url", help="measure the reference server at this URL instead (bench/reference.py)")
     parser.add_argument("--reference-pid", type=int, help="pid of the reference's node process (its CPU time is read)")

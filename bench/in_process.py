@@ -1,11 +1,14 @@
 """CPU (or instructions) per request of the application alone: the ASGI app called in-process, no server.
 
-    .venv/bin/python bench/in_process.py health|send|webhook [--requests 2000] [--database postgres://…]
+    .venv/bin/python bench/in_process.py health|send|webhook|callback [--requests 2000] [--database postgres://…]
                                          [--profile out.prof] [--callgrind] [--queries]
 
 - `health`: authenticated `GET /api/v1/health` (token lookup, DRF, the machine middleware chain).
 - `send`: `POST /api/v1/send-message`, an SMS in demo mode (policy, limits, usage, sandbox provider).
 - `webhook`: a signed inbound Twilio SMS webhook (signature, agent read, stored, delivery routed).
+- `callback`: the same webhook for an agent with a `callbackUrl`: after the commit the signed callback
+  is POSTed to a loopback receiver (a child process this script starts, so its work is not counted)
+  and its delivery recorded; the measurement ends when every row is marked delivered.
 
 The requests run as under a server: read on the event loop, handled on the worker pool (one thread here,
 WORKER_THREADS=1, so that `--profile` sees every request), so the figures are the application's own cost
@@ -101,6 +104,69 @@ class Requests:
         return _scope("POST", path, body, headers), body
 
 
+def _callback_agent(agent_id: str, url: str) -> str:
+    from agents.models import Agent, Organization
+    from agents.services import AgentAddresses, agent_create
+
+    Agent.objects.filter(pk=agent_id).delete()
+    _, issued, _ = agent_create(organization=Organization.objects.get(pk="default"), display_name="Bench",
+                                agent_id=agent_id, addresses=AgentAddresses(phone=None, email=None), callback_url=url)
+    return str(issued.token)
+
+
+class Deliveries:
+    """Reads the agent's rows from the SQLite file with a connection of its own, opened (and the schema
+    parsed) once before the measurement: a check then costs a few thousand instructions, not Django's."""
+
+    def __init__(self, database: str, agent_id: str) -> None:
+        import sqlite3
+
+        self.connection = sqlite3.connect(database)
+        self.agent_id = agent_id
+        self.count("")
+
+    def count(self, via: str | None) -> int:
+        """Rows delivered through `via`; with None, rows not delivered yet."""
+        if via is None:
+            sql = "SELECT count(*) FROM channels_app_message WHERE agent_id = ? AND delivered_at IS NULL"
+            row = self.connection.execute(sql, (self.agent_id,)).fetchone()
+        else:
+            sql = ("SELECT count(*) FROM channels_app_message WHERE agent_id = ? AND delivered_at IS NOT NULL "
+                   "AND delivered_via = ?")
+            row = self.connection.execute(sql, (self.agent_id, via)).fetchone()
+        return int(row[0])
+
+    async def all_delivered(self) -> None:
+        deadline = time.monotonic() + 120
+        while self.count(None):
+            if time.monotonic() > deadline:
+                raise RuntimeError("callbacks still undelivered after 120 s")
+            await asyncio.sleep(0.1)
+
+
+async def _receive_forever() -> None:
+    """The agent's callback endpoint, in a child process: answers every POST with a 200, keep-alive."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readline():
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
 async def _agent_with_high_limits(application: Any) -> tuple[str, str]:
     def post(path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         body = json.dumps(payload).encode()
@@ -121,6 +187,9 @@ async def measure(args: argparse.Namespace) -> None:
 
     if args.mode == "webhook":
         token, agent_id = await run_blocking(create_agent, WEBHOOK_AGENT), WEBHOOK_AGENT
+    elif args.mode == "callback":
+        url = f"http://127.0.0.1:{args.receiver_port}/hook"
+        token, agent_id = await run_blocking(_callback_agent, WEBHOOK_AGENT, url), WEBHOOK_AGENT
     else:
         token, agent_id = await _agent_with_high_limits(application)
     requests = Requests(args.mode, token, agent_id)
@@ -135,25 +204,44 @@ async def measure(args: argparse.Namespace) -> None:
 
     for request in warm_up:  # imports, compiled statements, first-minute counter rows
         await one(request)
+    deliveries = Deliveries(args.database_file, agent_id) if args.mode == "callback" else None
+    if deliveries is not None:
+        await deliveries.all_delivered()
+        if args.callgrind:
+            from channels_app import callbacks
+
+            # Deliveries are recorded in batches gathered over MARK_GATHER_SECONDS. Under valgrind a
+            # webhook takes about 50× longer, so each batch would hold one row instead of the ~25 a
+            # server gathers at 1 sender (2 ms a webhook): the window is stretched by as much.
+            callbacks.MARK_GATHER_SECONDS *= 50
     if args.queries:
         await _print_statements(one, measured.pop())
     profiler = None
     if args.profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)  # CPU, not wall: two threads share the interpreter
         await run_blocking(profiler.enable)  # the pool's one thread, where the requests are handled
+        # and the loop's thread (reading requests, callbacks' POSTs): into `<file>.loop`
+        loop_profiler = cProfile.Profile(time.thread_time)
+        loop_profiler.enable()
     if args.callgrind:
         subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True)
     cpu, wall = time.process_time(), time.perf_counter()
     for request in measured:
         await one(request)
+    if deliveries is not None:  # the POSTs and the marks of the last requests are part of their cost
+        await deliveries.all_delivered()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     if args.callgrind:
         subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
     if profiler is not None:
+        loop_profiler.disable()
         await run_blocking(profiler.disable)
         profiler.dump_stats(args.profile)
+        loop_profiler.dump_stats(args.profile + ".loop")
+    if deliveries is not None:
+        print(f"callbacks delivered: {deliveries.count('callback')}")
     print(f"{args.mode}: {cpu / args.requests * 1e6:.0f} µs CPU per request ({wall / args.requests * 1e6:.0f} µs wall), "
           f"{args.requests} requests, statuses {statuses}")
 
@@ -185,19 +273,41 @@ async def _print_statements(one: Any, request: tuple[dict[str, Any], bytes]) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("health", "send", "webhook"))
+    parser.add_argument("mode", choices=("health", "send", "webhook", "callback", "receiver"))
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--database", default="sqlite", help="sqlite, or a postgres:// URL of an empty database")
     parser.add_argument("--profile", default="", help="write a cProfile of the measured loop here")
     parser.add_argument("--callgrind", action="store_true", help="running under valgrind --instr-atstart=no")
     parser.add_argument("--queries", action="store_true", help="first print the SQL statements of one request")
     args = parser.parse_args()
+    if args.mode == "receiver":  # the callback endpoint of `callback`, run as a child process
+        asyncio.run(_receive_forever())
+        return
+    receiver = None
+    if args.mode == "callback":
+        if args.database != "sqlite":
+            parser.error("callback runs on SQLite only (it reads the rows' delivery from the file)")
+        receiver = subprocess.Popen([sys.executable, __file__, "receiver"], stdout=subprocess.PIPE)
+        assert receiver.stdout is not None
+        args.receiver_port = int(receiver.stdout.readline())
+    try:
+        _measure_in(args)
+    finally:
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait()
+
+
+def _measure_in(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = bench_environment(os.path.join(tmp, "bench.sqlite3"))
         if args.database != "sqlite":
             env["DATABASE_URL"] = args.database
-        if args.mode == "webhook":
-            env.update(DEMO_MODE="false", TWILIO_AUTH_TOKEN=TWILIO_TOKEN)
+        if args.mode in ("webhook", "callback"):
+            env.update(DEMO_MODE="false", TWILIO_AUTH_TOKEN=TWILIO_TOKEN, CALLBACK_ALLOWED_HOSTS="127.0.0.1")
+            # No retry sweep: its cost is per second, not per webhook, and under valgrind a run lasts a minute.
+            env["CALLBACK_SWEEP_MILLISECONDS"] = "0"
+        args.database_file = os.path.join(tmp, "bench.sqlite3")
         prepare_database(env)
         env["WORKER_THREADS"] = "1"
         setup_django(env)

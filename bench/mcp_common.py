@@ -127,7 +127,7 @@ def server_process(
         if profile_to:
             py_spy = str(Path(sys.executable).parent / "py-spy")
             profiler = subprocess.Popen(
-                [py_spy, "record", "--pid", str(process.pid), "--format", "raw", "--rate", "250", "-o", profile_to],
+                [py_spy, "record", "--pid", str(process.pid), "--format", "raw", "--rate", "250", "-o", profile_to, *os.environ.get("BENCH_PY_SPY_ARGS", "").split()],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             time.sleep(1)
