@@ -40,7 +40,7 @@ from django.utils import timezone
 from agents.crypto import decrypt
 from agents.models import Agent, AgentStatus
 from channels_app.callback_http import CallbackHTTPError, DestinationPool, request_head
-from channels_app.delivery.claims import LEASE_SECONDS, VIA_CALLBACK, erased_fields, free_q, message_release
+from channels_app.delivery.claims import LEASE_SECONDS, VIA_CALLBACK, free_q, message_release, messages_mark_delivered
 from channels_app.destinations import DestinationRefused, ResolveFailed, destination_addresses
 from channels_app.models import Message
 from channels_app.selectors import waiting_message_object
@@ -152,10 +152,8 @@ def callback_claim(*, message_id: str, first: bool = False) -> CallbackJob | Non
 
 
 def callbacks_mark_delivered(*, message_ids: list[str]) -> int:
-    """Record successful attempts (rows still claimed by the callback) in one statement."""
-    return Message.objects.filter(pk__in=message_ids, delivered_at__isnull=True, delivered_via=VIA_CALLBACK).update(
-        delivered_at=timezone.now(), next_callback_at=None, **erased_fields()
-    )
+    """Record successful attempts (rows still claimed by the callback) in one write transaction."""
+    return messages_mark_delivered(message_ids=message_ids, via=VIA_CALLBACK)
 
 
 def callback_failed(*, job: CallbackJob, outcome: str, permanent: bool = False) -> None:

@@ -307,7 +307,7 @@ def message_sent(
     return _execute(using, sql, (*params, message_id))
 
 
-def messages_mark_pushed(*, ids: Sequence[str], now: datetime, via: str, erase_bodies: bool) -> int:
+def messages_mark_delivered(*, ids: Sequence[str], now: datetime, via: str, erase_bodies: bool) -> int:
     """`Message.objects.filter(pk__in=ids, delivered_at__isnull=True, delivered_via=via).update(delivered_at=now,
     next_callback_at=None[, body=None, html=None])`."""
     using = _write_alias(Message)

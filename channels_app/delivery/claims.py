@@ -10,10 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.models import Direction, Message, MessageKind
+from orchestrator import sql
 from orchestrator.workers import run_blocking
 
 T = TypeVar("T")
@@ -78,6 +80,26 @@ def message_mark_delivered(*, message_id: str, via: str) -> bool:
         )
         == 1
     )
+
+
+# Every push and every callback ends in this statement (plain SQL, orchestrator.sql): built by the ORM on
+# each call it cost more CPU than the rest of the push (a callback's: 350 µs for 25 rows, against 70 µs).
+# Longer batches go in several statements.
+MARK_BATCH_SIZE = 64
+
+
+def messages_mark_delivered(*, message_ids: list[str], via: str) -> int:
+    """message_mark_delivered for several rows claimed by `via`, in one write transaction."""
+    erase_bodies = bool(erased_fields())
+    now = timezone.now()
+
+    def mark(batch: list[str]) -> int:
+        return sql.messages_mark_delivered(ids=batch, now=now, via=via, erase_bodies=erase_bodies)
+
+    if len(message_ids) <= MARK_BATCH_SIZE:
+        return mark(message_ids) if message_ids else 0
+    with transaction.atomic():
+        return sum(mark(message_ids[start : start + MARK_BATCH_SIZE]) for start in range(0, len(message_ids), MARK_BATCH_SIZE))
 
 
 def message_release(*, message_id: str, via: str, next_callback_at: datetime | None = None) -> None:

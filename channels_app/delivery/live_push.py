@@ -10,13 +10,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 from django.utils import timezone
 
-from channels_app.delivery.claims import VIA_MCP, erased_fields, free_q, message_claim, message_release, pooled
+from channels_app.delivery.claims import (
+    VIA_MCP,
+    free_q,
+    message_claim,
+    message_release,
+    messages_mark_delivered,
+    pooled,
+)
 from channels_app.models import Message
 from channels_app.selectors import waiting_message_object
-from orchestrator import sql
 
 logger = logging.getLogger(__name__)
 
@@ -52,24 +58,9 @@ async def push_claimed(message: Message) -> bool:
     return sent
 
 
-# Every push ends in this statement (plain SQL, orchestrator.sql): built by the ORM on each call it cost
-# more CPU than the rest of the push. Longer batches go in several statements.
-_MARK_BATCH_SIZE = 64
-
-
 def messages_mark_pushed(*, message_ids: list[str]) -> int:
     """message_mark_delivered for several pushed rows in one write transaction."""
-    erase_bodies = bool(erased_fields())
-    now = timezone.now()
-
-    def mark(batch: list[str]) -> int:
-        return sql.messages_mark_pushed(ids=batch, now=now, via=VIA_MCP, erase_bodies=erase_bodies)
-
-    largest = _MARK_BATCH_SIZE
-    if len(message_ids) <= largest:
-        return mark(message_ids) if message_ids else 0
-    with transaction.atomic():
-        return sum(mark(message_ids[start : start + largest]) for start in range(0, len(message_ids), largest))
+    return messages_mark_delivered(message_ids=message_ids, via=VIA_MCP)
 
 
 # Per event loop: the pushed rows waiting to be marked delivered while a mark is being written.

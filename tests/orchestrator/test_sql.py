@@ -237,11 +237,13 @@ def test_it_records_a_sent_message_as_the_orm_does(make_agent) -> None:
     assert sql.message_sent(message_id="no-such-message", **values) == 0
 
 
+@pytest.mark.parametrize("via", ["mcp", "callback"])
 @pytest.mark.parametrize("erase_bodies", [False, True])
-def test_it_marks_pushed_messages_delivered_as_the_orm_does(make_agent, erase_bodies: bool) -> None:
+def test_it_marks_pushed_or_posted_messages_delivered_as_the_orm_does(make_agent, erase_bodies: bool, via: str) -> None:
     agent, _ = make_agent("agent-a")
     earlier = timezone.now() - timedelta(minutes=5)
-    rows = [_message(agent, delivered_via="mcp", next_callback_at=earlier) for _ in range(4)]
+    rows = [_message(agent, delivered_via=via, next_callback_at=earlier) for _ in range(5)]
+    rows[4].delivered_via = "wait" if via == "mcp" else "mcp"  # claimed by another path: not marked
     rows[3].delivered_at = earlier  # already delivered: not marked again
     for row in rows:
         row.save()
@@ -250,11 +252,11 @@ def test_it_marks_pushed_messages_delivered_as_the_orm_does(make_agent, erase_bo
     if erase_bodies:
         assignments.update(body=None, html=None)
 
-    expected_count = Message.objects.filter(pk__in=[rows[0].pk], delivered_at__isnull=True, delivered_via="mcp").update(
+    expected_count = Message.objects.filter(pk__in=[rows[0].pk], delivered_at__isnull=True, delivered_via=via).update(
         **assignments
     )
-    count = sql.messages_mark_pushed(ids=[rows[1].pk, rows[2].pk, rows[3].pk], now=now, via="mcp",
-                                     erase_bodies=erase_bodies)
+    count = sql.messages_mark_delivered(ids=[rows[1].pk, rows[2].pk, rows[3].pk, rows[4].pk], now=now, via=via,
+                                        erase_bodies=erase_bodies)
 
     assert (expected_count, count) == (1, 2)
     read = {row.pk: Message.objects.get(pk=row.pk) for row in rows}
@@ -263,6 +265,7 @@ def test_it_marks_pushed_messages_delivered_as_the_orm_does(make_agent, erase_bo
             read[rows[0].pk].delivered_at, None, read[rows[0].pk].body
         )
     assert read[rows[3].pk].delivered_at == earlier
+    assert read[rows[4].pk].delivered_at is None
 
 
 def test_its_statements_go_through_django_s_cursor_so_query_capture_sees_them(make_agent) -> None:
