@@ -65,8 +65,9 @@ class _Worker:
 class WorkerPool:
     """Threads that run queued calls, at most `slots` at a time (0: no limit); see the module docstring."""
 
-    def __init__(self, name: str, max_threads: int, slots: int) -> None:
+    def __init__(self, name: str, max_threads: int, slots: int, *, long_calls: bool = False) -> None:
         self.name = name
+        self.long_calls = long_calls  # calls hold their thread for seconds (see call_soon_after_call)
         self.max_threads = max_threads
         self.slots = slots
         self._lock = threading.Lock()
@@ -240,7 +241,7 @@ def long_pool() -> WorkerPool:
     if _long_pool is None:
         with _pools_lock:
             if _long_pool is None:
-                _long_pool = WorkerPool("long-call", settings.LONG_CALL_THREADS, 0)
+                _long_pool = WorkerPool("long-call", settings.LONG_CALL_THREADS, 0, long_calls=True)
     return _long_pool
 
 
@@ -268,7 +269,8 @@ async def _run_on(pool: WorkerPool, function: Callable[..., T], *args: Any, upke
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     context = contextvars.copy_context()
-    pool.submit(loop, partial(_call, loop, future, context, upkeep, function, args, kwargs))
+    hand_back = not pool.long_calls
+    pool.submit(loop, partial(_call, loop, future, context, upkeep, hand_back, function, args, kwargs))
     return await future
 
 
@@ -277,20 +279,38 @@ def _call(
     future: asyncio.Future[T],
     context: contextvars.Context,
     upkeep: bool,
+    hand_back: bool,
     function: Callable[..., T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
     if future.cancelled():  # the caller gave up while the call was queued
         return
+    # Work the call leaves for the loop (call_soon_after_call) goes back with its result: one wake-up.
+    after: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+    _thread_state.after = after if hand_back else None
     try:
         result = context.run(_on_worker, loop, upkeep, function, *args, **kwargs)
     except BaseException as exc:  # the caller's to handle, as run_in_executor hands it over
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(_settle, future, None, exc)
+        _hand_back(loop, future, None, exc, after)
         return
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_settle, future, result, None)
+    finally:
+        _thread_state.after = None
+    _hand_back(loop, future, result, None, after)
+
+
+def _hand_back(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+    after: list[tuple[Callable[..., object], tuple[Any, ...]]],
+) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        if after:
+            loop.call_soon_threadsafe(_settle_after, future, result, error, after)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, error)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -302,6 +322,36 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _settle_after(
+    future: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+    after: list[tuple[Callable[..., object], tuple[Any, ...]]],
+) -> None:
+    # Each in a context of its own, as call_soon_threadsafe(…, context=Context()) would run it: the
+    # request's context must not leak into work that outlives it. Even when the caller gave up.
+    loop = asyncio.get_running_loop()
+    for callback, args in after:
+        loop.call_soon(callback, *args, context=contextvars.Context())
+    _settle(future, result, error)
+
+
+def call_soon_after_call(callback: Callable[..., object], *args: Any) -> bool:
+    """From a call run by run_blocking: schedule `callback(*args)` on the calling event loop, in a fresh
+    context, when the call returns. False outside such a call (the caller schedules it another way).
+
+    The callback goes back to the loop with the call's result, in one hand-off: scheduled on its own
+    (loop.call_soon_threadsafe) it woke the loop's thread while this one still held the interpreter,
+    a second wake-up per call. For work the call's caller can wait for, such as delivering what a
+    webhook stored (after its commit): a call that holds its thread for long (run_long) runs it at once.
+    """
+    after: list[tuple[Callable[..., object], tuple[Any, ...]]] | None = getattr(_thread_state, "after", None)
+    if after is None:
+        return False
+    after.append((callback, args))
+    return True
+
+
 @contextlib.contextmanager
 def cpu_turn_released() -> Iterator[None]:
     """Lend this thread's slot to another while it waits on the network (a provider's API).
@@ -310,6 +360,7 @@ def cpu_turn_released() -> Iterator[None]:
     this transaction's locks while this one waits for the slot.
     """
     pool_: WorkerPool | None = getattr(_thread_state, "pool", None)
+    _hand_over_after()  # what the call left for the loop does not wait for the network
     if pool_ is None or _in_transaction() or not pool_.lend_slot():
         yield
         return
@@ -317,6 +368,17 @@ def cpu_turn_released() -> Iterator[None]:
         yield
     finally:
         pool_.take_slot_back(_thread_state.worker)
+
+
+def _hand_over_after() -> None:
+    after: list[tuple[Callable[..., object], tuple[Any, ...]]] | None = getattr(_thread_state, "after", None)
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread_state, "loop", None)
+    if not after or loop is None:
+        return
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        for callback, args in after:
+            loop.call_soon_threadsafe(callback, *args, context=contextvars.Context())
+    after.clear()
 
 
 def _in_transaction() -> bool:

@@ -28,7 +28,7 @@ from channels_app.delivery.claims import (
 from channels_app.delivery.live_push import push_claimed, spawn
 from channels_app.delivery.waiting import waiter_pending, wake_local_waiters
 from channels_app.models import Message
-from orchestrator.workers import calling_event_loop
+from orchestrator.workers import call_soon_after_call, calling_event_loop
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,11 @@ def _run_delivery(start: Callable[[], Coroutine[Any, Any, object]], message_id: 
         spawn(start)
         return
     # Work the server's loop handed to orchestrator.workers knows that loop; anything else (a command,
-    # the test client, a thread of its own) delivers on the loop outside the server.
+    # the test client, a thread of its own) delivers on the loop outside the server. Within a pool call
+    # (a webhook) the delivery goes back to the loop with the call's result: one wake-up of the loop's
+    # thread for both, and the call ends right after its commit.
+    if call_soon_after_call(spawn, start):
+        return
     main_loop = calling_event_loop()
     if main_loop is not None and main_loop.is_running():
         # A fresh context: the request's ThreadSensitiveContext must not leak into a task that outlives it.

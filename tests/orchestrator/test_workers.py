@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 import time
 from typing import Any
@@ -62,3 +64,69 @@ def test_it_tests_a_kept_connection_only_after_it_sat_idle(monkeypatch: pytest.M
         assert len(checks) == 1
 
     _in_a_new_thread(scenario)
+
+
+
+MARKER: contextvars.ContextVar[str] = contextvars.ContextVar("marker")
+
+
+class LeftWork:
+    """A pool call that leaves work for the event loop (call_soon_after_call) and notes what ran when."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[str, str]] = []
+        self.work_ran = threading.Event()
+
+    def on_loop(self) -> None:
+        self.ran.append(("the work left for the loop", MARKER.get("a fresh context")))
+        self.work_ran.set()
+
+    def call(self, *, fail: bool = False, waits_on_the_network: bool = False, waits: bool = False) -> None:
+        if not workers.call_soon_after_call(self.on_loop):
+            # Not taken (a long call): scheduled at once, as channels_app.delivery.routing does then.
+            loop = workers.calling_event_loop()
+            assert loop is not None
+            loop.call_soon_threadsafe(self.on_loop, context=contextvars.Context())
+        if waits_on_the_network:
+            with workers.cpu_turn_released():
+                assert self.work_ran.wait(5)
+        elif waits:
+            assert self.work_ran.wait(5)
+        self.ran.append(("the call returns", MARKER.get("a fresh context")))
+        if fail:
+            raise ValueError("the call failed")
+
+
+def test_work_a_call_leaves_for_the_loop_runs_there_after_the_call_in_a_fresh_context() -> None:
+    calls = [LeftWork(), LeftWork()]
+
+    async def scenario() -> None:
+        MARKER.set("the request's context")
+        await workers.run_blocking(calls[0].call)
+        with pytest.raises(ValueError):
+            await workers.run_blocking(calls[1].call, fail=True)  # it committed, then failed: the work still runs
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    workers.reset_worker_threads()
+    for call in calls:
+        assert call.ran == [("the call returns", "the request's context"),
+                            ("the work left for the loop", "a fresh context")]
+
+
+def test_work_left_by_a_call_that_waits_on_the_network_or_holds_its_thread_runs_while_it_waits() -> None:
+    on_the_network, long = LeftWork(), LeftWork()
+
+    async def scenario() -> None:
+        await workers.run_blocking(on_the_network.call, waits_on_the_network=True)
+        await workers.run_long(long.call, waits=True)
+
+    asyncio.run(scenario())
+    workers.reset_worker_threads()
+    for call in (on_the_network, long):
+        assert call.ran == [("the work left for the loop", "a fresh context"),
+                            ("the call returns", "a fresh context")]
+
+
+def test_outside_a_pool_call_no_work_is_taken_for_the_loop() -> None:
+    assert not workers.call_soon_after_call(print)
