@@ -152,8 +152,9 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def request_head(parts: SplitResult, *, host: str, headers: dict[str, str], length: int) -> bytes:
-    """The request line and headers of a POST to `parts`, with `host` in the Host header."""
+def request_lines(parts: SplitResult, *, host: str, headers: dict[str, str]) -> bytes:
+    """The request line and `headers` of a POST to `parts`, with `host` in the Host header: a request head
+    but for its Content-Length and the blank line that ends it (request_head adds them)."""
     target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
         target += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=?-._~")
@@ -168,8 +169,12 @@ def request_head(parts: SplitResult, *, host: str, headers: dict[str, str], leng
         credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
         lines.append("Authorization: Basic " + base64.b64encode(credentials.encode()).decode())
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines.append(f"Content-Length: {length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def request_head(parts: SplitResult, *, host: str, headers: dict[str, str], length: int) -> bytes:
+    """The request line and headers of a POST to `parts`, with `host` in the Host header."""
+    return request_lines(parts, host=host, headers=headers) + b"Content-Length: %d\r\n\r\n" % length
 
 
 class DestinationPool:

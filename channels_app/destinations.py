@@ -162,13 +162,14 @@ class ResolveFailed(Exception):
 _resolved: OrderedDict[tuple[str, int], tuple[float, list[IPAddress]]] = OrderedDict()
 
 
-async def _resolve(host: str, port: int) -> list[IPAddress]:
+async def _resolve(host: str, port: int) -> tuple[float, list[IPAddress]]:
+    """(until when the answer may be used, the addresses) of `host`, from the cache or resolved now."""
     key = (host.lower(), port)
     now = time.monotonic()
     cached = _resolved.get(key)
     if cached is not None and cached[0] > now:
         _resolved.move_to_end(key)
-        return cached[1]
+        return cached
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -176,23 +177,49 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     addresses = _addresses(infos)  # type: ignore[arg-type]
     if not addresses:
         raise ResolveFailed(f"{host} resolves to no address")
-    _resolved[key] = (now + RESOLVED_TTL_SECONDS, addresses)
+    answer = _resolved[key] = (now + RESOLVED_TTL_SECONDS, addresses)
     while len(_resolved) > RESOLVED_CACHE_SIZE:
         _resolved.popitem(last=False)
-    return addresses
+    return answer
 
 
-async def destination_addresses(url: str) -> tuple[SplitResult, str, int, list[str]]:
+Destination = tuple[SplitResult, str, int, list[str]]
+
+# url → (until when, the CALLBACK_ALLOWED_HOSTS it was checked under, the answer): the checks below
+# cost a fifth of a callback's CPU on the event loop, and their answer changes only with the URL, the
+# allowed hosts and the name's addresses, whose cached answer (_resolved) bounds how long it is kept.
+# Refusals are not kept: they are checked again each time.
+_checked: OrderedDict[str, tuple[float, tuple[str, ...], Destination]] = OrderedDict()
+
+
+async def destination_addresses(url: str) -> Destination:
     """For a delivery: the URL's parts, host, port and the checked addresses to connect to.
 
     Raises DestinationRefused (not a public address: never worth retrying) or ResolveFailed.
     """
+    allowed = tuple(settings.CALLBACK_ALLOWED_HOSTS)
+    now = time.monotonic()
+    cached = _checked.get(url)
+    if cached is not None and cached[0] > now and cached[1] == allowed:
+        return cached[2]
+    until, answer = await _destination_checked(url)
+    _checked[url] = (until, allowed, answer)
+    _checked.move_to_end(url)
+    while len(_checked) > RESOLVED_CACHE_SIZE:
+        _checked.popitem(last=False)
+    return answer
+
+
+async def _destination_checked(url: str) -> tuple[float, Destination]:
     parts, host, port = _parsed(url)
     literal = _ip_literal(host)
     if literal is None and not host_allowed(host):
         _refuse_special_name(host)
-    addresses = [literal] if literal is not None else await _resolve(host, port)
+    if literal is not None:
+        until, addresses = time.monotonic() + RESOLVED_TTL_SECONDS, [literal]
+    else:
+        until, addresses = await _resolve(host, port)
     if not host_allowed(host):
         _refuse_unless_public(host, addresses)
     # A scoped (link-local) address can only be here for an allowed host; it is connected without its scope.
-    return parts, host, port, [str(address).split("%", 1)[0] for address in addresses]
+    return until, (parts, host, port, [str(address).split("%", 1)[0] for address in addresses])

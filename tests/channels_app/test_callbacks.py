@@ -273,6 +273,16 @@ async def test_a_name_that_resolves_to_loopback_is_refused_at_delivery(settings)
     assert (host, port) == (name, 8080) and addresses
 
 
+async def test_a_loopback_host_allowed_and_then_no_longer_allowed_is_refused_at_once(settings):
+    # Checked destinations are kept for a while (channels_app.destinations): never past a change of the list.
+    settings.CALLBACK_ALLOWED_HOSTS = ["127.0.0.1"]
+    _parts, _host, _port, addresses = await destination_addresses("http://127.0.0.1:8080/hook")
+    assert addresses == ["127.0.0.1"]
+    settings.CALLBACK_ALLOWED_HOSTS = []
+    with pytest.raises(DestinationRefused):
+        await destination_addresses("http://127.0.0.1:8080/hook")
+
+
 def test_an_agent_deactivated_since_is_not_posted(make_agent, receivers):
     receiver = receivers()
     agent, _token = make_agent("agent-a", addresses=AgentAddresses(phone="+14155550100"), callback_url=receiver.url)
