@@ -1,6 +1,6 @@
 """CPU (or instructions) per request of the application alone: the ASGI app called in-process, no server.
 
-    .venv/bin/python bench/in_process.py health|send|webhook|callback [--requests 2000] [--database postgres://…]
+    .venv/bin/python bench/in_process.py health|send|webhook|callback|mcp [--requests 2000] [--database postgres://…]
                                          [--profile out.prof] [--callgrind] [--queries]
 
 - `health`: authenticated `GET /api/v1/health` (token lookup, DRF, the machine middleware chain).
@@ -9,6 +9,9 @@
 - `callback`: the same webhook for an agent with a `callbackUrl`: after the commit the signed callback
   is POSTed to a loopback receiver (a child process this script starts, so its work is not counted)
   and its delivery recorded; the measurement ends when every row is marked delivered.
+- `mcp`: `comms_send_message` as a JSON-RPC `tools/call` POST to `/mcp` of an initialized Streamable HTTP
+  session (the gate, the SDK's session manager and server as shipped, the same send as `send`); the
+  session is opened with `initialize` and `notifications/initialized` before the clock starts.
 
 The requests run as under a server: read on the event loop, handled on the worker pool (one thread here,
 WORKER_THREADS=1, so that `--profile` sees every request), so the figures are the application's own cost
@@ -82,9 +85,14 @@ class Requests:
 
     def __init__(self, mode: str, token: str, agent_id: str) -> None:
         self.mode, self.token, self.agent_id, self.count = mode, token, agent_id, 0
+        self.mcp_session = ""
 
     def next(self) -> tuple[dict[str, Any], bytes]:
         bearer = (b"authorization", f"Bearer {self.token}".encode())
+        if self.mode == "mcp":
+            self.count += 1
+            arguments = {"to": "+14155550123", "body": BODY}
+            return self.mcp("tools/call", {"name": "comms_send_message", "arguments": arguments}, self.count)
         if self.mode == "health":
             return _scope("GET", "/api/v1/health", b"", [bearer]), b""
         if self.mode == "send":
@@ -102,6 +110,52 @@ class Requests:
         body = urlencode(params).encode()
         headers = [(b"content-type", b"application/x-www-form-urlencoded"), (b"x-twilio-signature", signature.encode())]
         return _scope("POST", path, body, headers), body
+
+
+    def mcp(self, method: str, params: dict[str, Any], request_id: int | None) -> tuple[dict[str, Any], bytes]:
+        """A JSON-RPC message POSTed to /mcp as the SDK's client posts it (a notification without an id)."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+        if request_id is not None:
+            message["id"] = request_id
+        body = json.dumps(message).encode()
+        headers = [(b"authorization", f"Bearer {self.token}".encode()), (b"content-type", b"application/json"),
+                   (b"accept", b"application/json, text/event-stream")]
+        if self.mcp_session:
+            headers += [(b"mcp-session-id", self.mcp_session.encode()), (b"mcp-protocol-version", MCP_VERSION.encode())]
+        return _scope("POST", "/mcp", body, headers), body
+
+
+MCP_VERSION = "2025-11-25"
+
+
+async def _open_mcp_session(application: Any, requests: Requests) -> None:
+    """initialize, then notifications/initialized: the session the measured tool calls belong to."""
+    initialize = {"protocolVersion": MCP_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}
+    status, headers, _ = await _call_with_headers(application, *requests.mcp("initialize", initialize, 0))
+    assert status == 200, status
+    requests.mcp_session = headers[b"mcp-session-id"].decode()
+    status, _, _ = await _call_with_headers(application, *requests.mcp("notifications/initialized", {}, None))
+    assert status == 202, status
+
+
+async def _call_with_headers(application: Any, scope: dict[str, Any], body: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    await application(scope, receive, send)
+    return messages[0]["status"], dict(messages[0].get("headers", [])), b"".join(m.get("body", b"") for m in messages[1:])
 
 
 def _callback_agent(agent_id: str, url: str) -> str:
@@ -193,13 +247,17 @@ async def measure(args: argparse.Namespace) -> None:
     else:
         token, agent_id = await _agent_with_high_limits(application)
     requests = Requests(args.mode, token, agent_id)
+    if args.mode == "mcp":
+        await _open_mcp_session(application, requests)
     # Built (and signed) before the clock starts: signing is the sender's cost, not the server's.
     warm_up = [requests.next() for _ in range(100)]
     measured = [requests.next() for _ in range(args.requests)]
     statuses: dict[int, int] = {}
 
     async def one(request: tuple[dict[str, Any], bytes]) -> None:
-        status, _ = await _call(application, *request)
+        status, answer = await _call(application, *request)
+        if args.mode == "mcp" and b'"isError":false' not in answer.replace(b" ", b""):
+            status = -1  # a refusal or an error inside a 200
         statuses[status] = statuses.get(status, 0) + 1
 
     for request in warm_up:  # imports, compiled statements, first-minute counter rows
@@ -273,7 +331,7 @@ async def _print_statements(one: Any, request: tuple[dict[str, Any], bytes]) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("health", "send", "webhook", "callback", "receiver"))
+    parser.add_argument("mode", choices=("health", "send", "webhook", "callback", "receiver", "mcp"))
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--database", default="sqlite", help="sqlite, or a postgres:// URL of an empty database")
     parser.add_argument("--profile", default="", help="write a cProfile of the measured loop here")

@@ -92,6 +92,23 @@ class ServerProcess:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def thread_times(self) -> dict[str, float]:
+        """Server CPU so far split by thread: the event loop's (the main thread) and every other thread's, user
+        and system, and the context switches of all threads (voluntary: a thread went to sleep)."""
+        totals = dict.fromkeys(("loop user", "loop sys", "others user", "others sys", "switches", "forced"), 0.0)
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                side = "loop" if task.name == str(self.process.pid) else "others"
+                totals[f"{side} user"] += int(fields[11]) / CLOCK_TICKS
+                totals[f"{side} sys"] += int(fields[12]) / CLOCK_TICKS
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        totals["switches"] += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        totals["forced"] += int(line.split()[1])
+        return totals
+
     def rss_bytes(self) -> int:
         fields = Path(f"/proc/{self.process.pid}/statm").read_text().split()
         return int(fields[1]) * PAGE_SIZE

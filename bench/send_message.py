@@ -50,6 +50,8 @@ class RunResult:
     completions: list[float]  # monotonic completion times
     # (monotonic time, server CPU seconds) every 0.25 s: CPU per send in a window, immune to other load.
     cpu_samples: list[tuple[float, float]] = field(default_factory=list)
+    # ServerProcess.thread_times() over the measured window (--threads)
+    threads: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_cpu_second(self) -> float:
@@ -66,6 +68,14 @@ class RunResult:
         (t0, c0), (t1, c1) = inside[0], inside[-1]
         sends = sum(1 for t in self.completions if t0 <= t < t1)
         return (c1 - c0) / sends * 1000 if sends else 0.0
+
+    def thread_line(self) -> str:
+        """Server CPU µs per send on the loop's thread and the others', user + system, and thread switches."""
+        per_send = {key: value / self.sends if self.sends else 0.0 for key, value in self.threads.items()}
+        return (f"|   {self.face} {self.clients}: µs per send, loop {per_send['loop user'] * 1e6:.0f} user + "
+                f"{per_send['loop sys'] * 1e6:.0f} sys; other threads {per_send['others user'] * 1e6:.0f} user + "
+                f"{per_send['others sys'] * 1e6:.0f} sys; thread switches per send {per_send['switches']:.1f} "
+                f"(+{per_send['forced']:.2f} preempted) |")
 
     def line(self) -> str:
         first = self.completions[0] if self.completions else 0.0
@@ -117,8 +127,9 @@ async def rest_client(url: str, token: str, until: float, result: RunResult, *, 
 
 
 async def mcp_clients(url: str, token: str, clients: int, seconds: float, result: RunResult,
-                      server: ServerProcess) -> float:
-    """Open every session first, then start the clock; returns the server CPU seconds at the start."""
+                      server: ServerProcess) -> tuple[float, dict[str, float]]:
+    """Open every session first, then start the clock; returns the server CPU seconds (and its
+    ServerProcess.thread_times()) at the start."""
     from tests.orchestrator.mcp_clients import bearer, streamable_session
 
     opened = 0
@@ -141,11 +152,11 @@ async def mcp_clients(url: str, token: str, clients: int, seconds: float, result
 
     tasks = [asyncio.create_task(client()) for _ in range(clients)]
     await all_open.wait()
-    cpu_before = server.cpu_seconds()
+    cpu_before, threads_before = server.cpu_seconds(), server.thread_times()
     deadline[0] = time.monotonic() + seconds
     go.set()
     await asyncio.gather(*tasks)
-    return cpu_before
+    return cpu_before, threads_before
 
 
 def _record(result: RunResult, started: float, ok: bool) -> None:
@@ -161,17 +172,20 @@ async def run(server: ServerProcess, face: str, clients: int, seconds: float) ->
     token = await provision(server.url)
     result = RunResult(face, clients, seconds, 0, 0, 0.0, [], [])
     sampler = asyncio.create_task(sample_cpu(server, result))
+    threads_before: dict[str, float] = {}
     if face in ("rest", "floor"):
         floor = face == "floor"
         # Warm up (imports, first queries, connections) outside the measured window.
         await rest_client(server.url, token, time.monotonic() + 2, RunResult(face, 1, 2, 0, 0, 0, [], []),
                           floor=floor)
         cpu_before = server.cpu_seconds()
+        threads_before = server.thread_times()
         until = time.monotonic() + seconds
         await asyncio.gather(*(rest_client(server.url, token, until, result, floor=floor) for _ in range(clients)))
     else:
-        cpu_before = await mcp_clients(server.url, token, clients, seconds, result, server)
+        cpu_before, threads_before = await mcp_clients(server.url, token, clients, seconds, result, server)
     result.cpu_seconds = server.cpu_seconds() - cpu_before
+    result.threads = {key: value - threads_before[key] for key, value in server.thread_times().items()}
     sampler.cancel()
     return result
 
@@ -189,6 +203,8 @@ def main() -> None:
     parser.add_argument("--faces", default="rest,mcp", help="rest, mcp, and floor (authenticated GET /api/v1/health)")
     parser.add_argument("--clients", default="1,20")
     parser.add_argument("--database", default="sqlite", help="sqlite, or a postgres:// URL of an empty database")
+    parser.add_argument("--threads", action="store_true", help="after each run, its server CPU per send on the "
+                        "event loop's thread and on the others, and the server's thread switches per send")
     args = parser.parse_args()
 
     print(f"send-message, demo mode, {args.server}, {args.database.split('@')[-1]}, {args.seconds:.0f} s per run, "
@@ -206,6 +222,8 @@ def main() -> None:
                 with server_process(env, server=args.server) as server:
                     result: Any = asyncio.run(run(server, face, clients, args.seconds))
                 print(result.line(), flush=True)
+                if args.threads:
+                    print(result.thread_line(), flush=True)
 
 
 if __name__ == "__main__":
