@@ -1,11 +1,14 @@
 """Usage counters, limits and billing: the services and selectors behind usage, billing and
 agent-limits (contract §6.1, §6.2). Consent and opt-outs live in agents.consent.
 
-Limits are enforced on UsageBucket rows: one counter row per (scope, window). A reservation locks and
-reads its rows in one query (PostgreSQL FOR UPDATE in primary-key order; SQLite's IMMEDIATE transaction
-already holds the write lock), checks every limit in Python and bumps all rows with one UPDATE. So N
+Limits are enforced on UsageBucket rows: one counter row per (scope, window). A reservation whose rows
+this process already knows (every one after the first of a minute) counts the action in all of them
+and reads them back in one UPDATE … RETURNING (PostgreSQL takes the row locks first, in primary-key
+order; SQLite's IMMEDIATE transaction already holds the write lock), then checks every limit in Python
+on the values before the count, and gives the count back if one refuses (docs/decisions/008). The first
+of a minute locks and reads its rows in one query, checks, and bumps them with one UPDATE. So N
 concurrent sends against a limit L let exactly L through, a check touches a handful of rows however
-long the history is, and a send costs two bucket queries instead of one per window.
+long the history is, and a send costs one bucket statement (two in a minute's first).
 """
 
 from __future__ import annotations
@@ -174,18 +177,48 @@ def _known_key(specs: list[BucketSpec]) -> tuple[str, ...]:
     return tuple(f"{spec.scope}:{spec.scope_id}" for spec in specs)
 
 
+def _known_bucket_ids(specs: list[BucketSpec]) -> tuple[int, ...] | None:
+    known = _KNOWN_BUCKETS.get(_known_key(specs))
+    return known[1] if known is not None and known[0] == specs[0].start else None
+
+
 def _lock_known_buckets(specs: list[BucketSpec]) -> dict[tuple[str, str, str, datetime], _BucketRow] | None:
     """The rows of `specs`, locked, when this process knows their ids; None when it does not."""
-    known = _KNOWN_BUCKETS.get(_known_key(specs))
-    if known is None or known[0] != specs[0].start:
+    ids = _known_bucket_ids(specs)
+    if ids is None:
         return None
     wanted = {spec.ident for spec in specs}
     rows = {
         (scope, scope_id, window, start): _BucketRow(pk, actions, spend)
-        for pk, scope, scope_id, window, start, actions, spend in sql.usage_buckets_locked(known[1])
+        for pk, scope, scope_id, window, start, actions, spend in sql.usage_buckets_locked(ids)
         if (scope, scope_id, window, start) in wanted
     }
     return rows if len(rows) == len(specs) else None
+
+
+def _count_known_buckets(
+    specs: list[BucketSpec], cost: Decimal
+) -> tuple[tuple[int, ...], dict[tuple[str, str, str, datetime], _BucketRow]] | None:
+    """Count the action in the rows of `specs` when this process knows their ids, in one statement
+    (docs/decisions/008): (their ids, each row as it was before this count). None, with nothing counted,
+    when the ids are not known, are stale, or the database cannot count and read in one statement."""
+    ids = _known_bucket_ids(specs)
+    counted = None if ids is None else sql.usage_buckets_count_returning(ids, cost)
+    if ids is None or counted is None:
+        return None
+    wanted = {spec.ident for spec in specs}
+    rows = {
+        (scope, scope_id, window, start): _BucketRow(pk, actions - 1, spend - cost)
+        for pk, scope, scope_id, window, start, actions, spend in counted
+        if (scope, scope_id, window, start) in wanted
+    }
+    if len(rows) < len(specs):
+        # Stale ids (rows deleted, a new database), or rows another reservation created and has not committed
+        # yet: the rows this statement counted (only those: the others may be visible by now) are given back.
+        if counted:
+            sql.usage_buckets_count([row[0] for row in counted], -cost, actions=-1)
+        return None
+    return ids, rows
 
 
 def _remember_buckets(specs: list[BucketSpec], rows: dict[tuple[str, str, str, datetime], _BucketRow]) -> None:
@@ -276,6 +309,15 @@ def usage_reserve(
         specs.insert(4, BucketSpec(Scope.AGENT, per_number_scope_id(agent.pk, call_to), Window.DAY,
                                    window_start(Window.DAY, now), limits.max_calls_per_day_same_number, None,
                                    "calls_per_number", ""))
+    counted = _count_known_buckets(specs, cost)
+    if counted is not None:
+        # Counted first, checked after (the rows as they were before): a refusal gives the count back.
+        ids, before = counted
+        for spec in specs:
+            if _refuses(spec, before[spec.ident], cost):
+                sql.usage_buckets_count(ids, -cost, actions=-1)
+                raise _refusal(spec, before[spec.ident], cost, now)
+        return Reservation(spend=cost, bucket_ids=ids)
     rows = _lock_known_buckets(specs)
     if rows is None:
         # First reservation of this set in this minute (in this process). Create the window's rows before

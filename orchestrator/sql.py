@@ -280,15 +280,51 @@ def usage_buckets_locked(ids: Sequence[int]) -> list[tuple[int, str, str, str, d
     return [tuple(_BUCKET.values(connection, row, 0)) for row in _fetch(using, sql, ids)]  # type: ignore[misc]
 
 
-def usage_buckets_count(ids: Sequence[int], cost: Decimal) -> int:
-    """`UsageBucket.objects.filter(pk__in=ids).update(actions=F("actions") + 1, spend=F("spend") + cost)`."""
+def usage_buckets_count(ids: Sequence[int], cost: Decimal, *, actions: int = 1) -> int:
+    """`UsageBucket.objects.filter(pk__in=ids).update(actions=F("actions") + actions, spend=F("spend") + cost)`."""
     using = _write_alias(UsageBucket)
     spend = UsageBucket._meta.get_field("spend").get_db_prep_save(cost, connections[using])  # type: ignore[union-attr]
     sql = (
-        f"UPDATE {_q(UsageBucket._meta.db_table)} SET {_q('actions')} = {_q('actions')} + 1, "
+        f"UPDATE {_q(UsageBucket._meta.db_table)} SET {_q('actions')} = {_q('actions')} + %s, "
         f"{_q('spend')} = {_q('spend')} + %s WHERE {_q('id')} IN ({_placeholders(len(ids))})"
     )
-    return _execute(using, sql, (spend, *ids))
+    return _execute(using, sql, (actions, spend, *ids))
+
+
+def usage_buckets_count_returning(
+    ids: Sequence[int], cost: Decimal
+) -> list[tuple[int, str, str, str, datetime, int, Decimal]] | None:
+    """`usage_buckets_count(ids, cost)`, then `usage_buckets_locked(ids)` (the rows as counted), as one
+    statement; call it inside a transaction. None where the database cannot return rows from an UPDATE
+    (SQLite before 3.35): then nothing was run.
+
+    PostgreSQL locks the rows first, in primary-key order (a sub-select FOR UPDATE), as every writer of
+    these rows does; SQLite already holds the database write lock (BEGIN IMMEDIATE)."""
+    using = _write_alias(UsageBucket)
+    connection = connections[using]
+    table, ids_in = _q(UsageBucket._meta.db_table), f"IN ({_placeholders(len(ids))})"
+    counted = f"{_q('actions')} = {_q('actions')} + 1, {_q('spend')} = {_q('spend')} + %s"
+    spend = UsageBucket._meta.get_field("spend").get_db_prep_save(cost, connection)  # type: ignore[union-attr]
+    if connection.vendor == "postgresql":
+        # The sub-select takes the row locks, in id order, before the UPDATE writes any row (a sub-select
+        # with FOR UPDATE is never merged into its outer query).
+        sql = (
+            f"UPDATE {table} {_q('b')} SET {counted} WHERE {_q('b')}.{_q('id')} IN (SELECT {_q('l')}.{_q('id')} "
+            f"FROM {table} {_q('l')} WHERE {_q('l')}.{_q('id')} {ids_in} ORDER BY {_q('l')}.{_q('id')} FOR UPDATE) "
+            f"RETURNING {_BUCKET.sql}"
+        )
+        params: tuple[Any, ...] = (spend, *ids)
+    elif connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert:  # 3.35+
+        # SQLite's RETURNING takes the table's own column names only.
+        returning = ", ".join(_q(field.column) for field in _BUCKET.fields)
+        sql = f"UPDATE {table} SET {counted} WHERE {_q('id')} {ids_in} RETURNING {returning}"
+        params = (spend, *ids)
+    else:
+        return None
+    with transaction.mark_for_rollback_on_error(using=using), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return sorted(tuple(_BUCKET.values(connection, row, 0)) for row in rows)  # type: ignore[misc]
 
 
 # --- messages ---------------------------------------------------------------------------------------

@@ -242,8 +242,8 @@ def test_limit_checks_touch_a_fixed_number_of_rows_however_long_the_history(demo
     row, token = agent
     for _ in range(30):
         send(token)
-    # Token (with agent and limits), opt-out, sender; the row, the usage record and the counters (BEGIN,
-    # INSERT, INSERT, bucket lock, one UPDATE, COMMIT); after the provider call, the outcome (one UPDATE)
+    # Token (with agent and limits), opt-out and sender; the row, the usage record and the counters (BEGIN,
+    # INSERT, INSERT, one UPDATE … RETURNING, COMMIT); after the provider call, the outcome (one UPDATE)
     # — the same however many messages and usage rows came before. Two reads may join on any one send,
     # whatever the history: the failed-auth throttle is read again once its 1 s "not throttled" memory
     # has lapsed, and a new minute's counter row is created once a minute (30 sends on a busy CI
@@ -287,6 +287,43 @@ def test_it_allows_spend_up_to_the_cap_exactly(agent):
     assert refusal.value.extra["limitType"] == "spend_day"
     day = UsageBucket.objects.get(scope="agent", scope_id=row.pk, window="day")
     assert (day.actions, day.spend) == (3, Decimal("0.03"))
+
+
+@pytest.mark.django_db
+def test_a_refusal_counts_nothing_even_when_the_caller_carries_on(agent):
+    row, _ = agent
+    set_limits(row, max_actions_per_hour=2)
+    reserve(row)
+    reserve(row)  # the rows' ids are known now: counted and checked in one statement
+    with transaction.atomic():
+        with pytest.raises(ApiError):
+            usage_reserve(agent=row, limits=AgentLimits.objects.get(agent=row), organization=row.organization,
+                          cost=Decimal("0.01"))
+    hour = UsageBucket.objects.get(scope="agent", scope_id=row.pk, window="hour")
+    assert (hour.actions, hour.spend) == (2, Decimal("0.02"))
+
+
+@pytest.mark.django_db
+def test_a_reservation_counts_only_in_its_own_rows_when_remembered_ids_went_stale(agent, default_org):
+    from agents import usage
+
+    row, _ = agent
+    other, _ = agent_with_numbers("agent-b", default_org, phone="+14155550102")
+    now = datetime(2026, 11, 28, 10, 0, 30, tzinfo=UTC)
+    limits = AgentLimits.objects.get(agent=row)
+    for agent_row in (row, other):
+        with transaction.atomic():
+            usage_reserve(agent=agent_row, limits=AgentLimits.objects.get(agent=agent_row),
+                          organization=agent_row.organization, cost=Decimal("1"), now=now)
+    # As after a database was recreated: the ids this process remembers for agent-a's rows are another's.
+    a_key = next(key for key in usage._KNOWN_BUCKETS if key[0] == f"agent:{row.pk}")
+    b_key = next(key for key in usage._KNOWN_BUCKETS if key[0] == f"agent:{other.pk}")
+    usage._KNOWN_BUCKETS[a_key] = usage._KNOWN_BUCKETS[b_key]
+    with transaction.atomic():
+        usage_reserve(agent=row, limits=limits, organization=row.organization, cost=Decimal("1"), now=now)
+    actions = {(b.scope_id, b.window): b.actions for b in UsageBucket.objects.filter(scope="agent")}
+    assert actions == {(row.pk, "minute"): 2, (row.pk, "hour"): 2, (row.pk, "day"): 2, (row.pk, "month"): 2,
+                       (other.pk, "minute"): 1, (other.pk, "hour"): 1, (other.pk, "day"): 1, (other.pk, "month"): 1}
 
 
 @pytest.mark.django_db

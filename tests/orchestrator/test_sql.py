@@ -159,6 +159,22 @@ def test_it_counts_an_action_in_usage_buckets_as_the_orm_does() -> None:
     assert (by_sql.actions, by_sql.spend) == (by_orm.actions, by_orm.spend) == (4, Decimal("1.257900"))
 
 
+def test_it_counts_an_action_and_reads_the_counted_rows_as_the_orm_does_in_one_statement() -> None:
+    ids = _buckets()
+    with transaction.atomic():
+        UsageBucket.objects.filter(pk__in=ids[:1]).update(actions=F("actions") + 1, spend=F("spend") + Decimal("0.0079"))
+        with CaptureQueriesContext(connection) as captured:
+            counted = sql.usage_buckets_count_returning(list(reversed(ids[1:])), Decimal("0.0079"))
+        expected = list(
+            UsageBucket.objects.filter(pk__in=ids[1:]).select_for_update().order_by("pk")
+            .values_list("pk", "scope", "scope_id", "window", "window_start", "actions", "spend")
+        )
+    assert counted == expected and len(captured.captured_queries) == 1
+    by_orm, by_sql = UsageBucket.objects.get(pk=ids[0]), UsageBucket.objects.get(pk=ids[1])
+    assert (by_sql.actions, by_sql.spend) == (by_orm.actions, by_orm.spend) == (4, Decimal("1.257900"))
+    assert isinstance(counted[0][4], datetime) and counted[0][4].tzinfo is not None
+
+
 def _message(agent: Any, **fields: Any) -> Message:
     return Message(agent=agent, organization_id=agent.organization_id, direction=Direction.OUTBOUND, channel="sms",
                    from_address="+14155550100", to_address="+14155550123", body="hi", media_urls=["https://x/y.png"],
