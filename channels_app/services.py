@@ -40,6 +40,8 @@ from orchestrator.operations import OperationInput, one_of
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# MessageStatus.values builds a new list on every read.
+MESSAGE_STATUSES = frozenset(MessageStatus.values)
 
 
 if TYPE_CHECKING:
@@ -264,7 +266,7 @@ def _record_refusal(message: Message, reservation: Reservation, record_id: int, 
 
 
 def _record_sent(message: Message, reservation: Reservation, record_id: int, result: SendResult) -> dict[str, Any]:
-    status = result.status if result.status in MessageStatus.values else MessageStatus.QUEUED
+    status = result.status if result.status in MESSAGE_STATUSES else MessageStatus.QUEUED
     cost = result.cost if result.cost is not None else reservation.spend
     def record() -> None:
         sql.message_sent(message_id=message.pk, status=status, external_id=result.external_id, cost=cost,

@@ -23,6 +23,7 @@ _GSM7_BASIC = set(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM7_EXTENDED = set("^{}\\[~]|€\f")
+_GSM7 = frozenset(_GSM7_BASIC | _GSM7_EXTENDED)
 
 
 def unit_price(kind: str) -> Decimal:
@@ -34,8 +35,9 @@ def unit_price(kind: str) -> Decimal:
 
 def sms_segments(body: str) -> int:
     """How many SMS segments a body is billed as (at least 1)."""
-    if all(ch in _GSM7_BASIC or ch in _GSM7_EXTENDED for ch in body):
-        units = sum(2 if ch in _GSM7_EXTENDED else 1 for ch in body)
+    characters = set(body)  # each distinct character once: a send prices its body twice (estimate, provider)
+    if characters <= _GSM7:
+        units = len(body) + sum(body.count(ch) for ch in characters & _GSM7_EXTENDED)
         single, multi = 160, 153
     else:
         # UCS-2 counts UTF-16 code units: an emoji outside the BMP takes two.
