@@ -253,6 +253,10 @@ def get_server() -> Server[Any]:
         instructions=INSTRUCTIONS,
         on_list_tools=_list_tools,
     )
+    if not settings.MCP_OTEL_SPANS:
+        # The SDK's only default middleware is its OpenTelemetry span per message ("drop it from this list
+        # to opt out", Server.middleware).
+        server.middleware.clear()
     # Registered as a plain request handler, which may return the result's wire dict (tool_result);
     # `on_call_tool` is typed to return the model. Same validation of params and result either way.
     server.add_request_handler("tools/call", CallToolRequestParams, _call_tool)

@@ -199,6 +199,9 @@ LONG_POLLS_PER_ORG: int = env.int("LONG_POLLS_PER_ORG", 16, minimum=1, maximum=1
 # a server started by uvicorn (orchestrator/heap.py). Python's 700 collected every ~8 MCP calls, at about
 # a fifth of the server's CPU per call; larger pauses the server longer each time (bench/README.md).
 GC_YOUNG_THRESHOLD: int = env.int("GC_YOUNG_THRESHOLD", 5_000, minimum=100, maximum=1_000_000)
+# The MCP SDK's OpenTelemetry span around every MCP message (its default middleware). Without an exporter
+# configured it records nothing, yet costs about 2 % of a tool call's CPU (bench/README.md, "Issue 15").
+MCP_OTEL_SPANS: bool = env.bool("MCP_OTEL_SPANS", True)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 300, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -145,3 +145,16 @@ def test_it_renders_tool_results_as_indented_json() -> None:
 
     body = {"success": True, "to": "Zoë 😀", "cost": 0.0079, "externalId": None, "tags": [], "nested": {"a": [1, "b"]}}
     assert render_text(body) == json.dumps(body, ensure_ascii=False, indent=2)
+
+
+@pytest.mark.parametrize("spans", [True, False])
+def test_it_wraps_mcp_messages_in_the_sdks_opentelemetry_spans_unless_turned_off(settings, spans: bool) -> None:
+    from orchestrator.mcp_server import get_server
+
+    settings.MCP_OTEL_SPANS = spans
+    get_server.cache_clear()
+    try:
+        middleware = [type(layer).__name__ for layer in get_server().middleware]
+    finally:
+        get_server.cache_clear()
+    assert middleware == (["OpenTelemetryMiddleware"] if spans else [])
