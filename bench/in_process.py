@@ -262,6 +262,10 @@ async def measure(args: argparse.Namespace) -> None:
 
     for request in warm_up:  # imports, compiled statements, first-minute counter rows
         await one(request)
+    if args.server_gc:
+        from orchestrator.heap import settle_after_startup
+
+        settle_after_startup()  # as uvicorn's lifespan start-up does for a server (docs/decisions/004)
     deliveries = Deliveries(args.database_file, agent_id) if args.mode == "callback" else None
     if deliveries is not None:
         await deliveries.all_delivered()
@@ -336,6 +340,9 @@ def main() -> None:
     parser.add_argument("--database", default="sqlite", help="sqlite, or a postgres:// URL of an empty database")
     parser.add_argument("--profile", default="", help="write a cProfile of the measured loop here")
     parser.add_argument("--callgrind", action="store_true", help="running under valgrind --instr-atstart=no")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as `make run` serves")
+    parser.add_argument("--server-gc", action="store_true", help="freeze the heap and set the collector's "
+                        "threshold after the warm-up, as a server does at start-up (orchestrator.heap)")
     parser.add_argument("--queries", action="store_true", help="first print the SQL statements of one request")
     args = parser.parse_args()
     if args.mode == "receiver":  # the callback endpoint of `callback`, run as a child process
@@ -369,6 +376,10 @@ def _measure_in(args: argparse.Namespace) -> None:
         prepare_database(env)
         env["WORKER_THREADS"] = "1"
         setup_django(env)
+        if args.uvloop:  # the event loop `make run` serves on (the default here is asyncio's own)
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         asyncio.run(measure(args))
 
 
