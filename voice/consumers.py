@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from orchestrator import metrics
+from orchestrator.retries import run_blocking_retried
 from orchestrator.workers import run_blocking
 from voice import live, socket_auth
 from voice.conversation import Conversation, Frame, Reply
@@ -75,6 +76,17 @@ class VoiceSocketConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict):
             return
         kind = frame.get("type")
+        try:
+            await self._dispatch(conversation, kind, frame)
+        except Exception:
+            # Raised out of here, an error would end the socket without disconnect(): the call's transcript
+            # and voicemail (conversation.closed), its group and the sessions gauge would be lost with it.
+            logger.exception("Handling a %r frame failed on call %s", kind, conversation.call.call_sid)
+            if kind == "setup":
+                # A socket whose call could not be checked is not served; disconnect() still runs.
+                await self.close(code=1011)
+
+    async def _dispatch(self, conversation: Conversation, kind: object, frame: Frame) -> None:
         if kind == "setup":
             await self._setup(conversation, frame)
         elif kind == "prompt":
@@ -93,7 +105,8 @@ class VoiceSocketConsumer(AsyncWebsocketConsumer):
         call_sid = str(frame.get("callSid") or "")
         custom = frame.get("customParameters") or {}
         claimed_session = custom.get("sessionId") if isinstance(custom, dict) else None
-        if claimed_session not in (None, call.session_id) or not await run_blocking(
+        # call_bind is one transaction that sets what is not yet set: safe to try again.
+        if claimed_session not in (None, call.session_id) or not await run_blocking_retried(
             live.call_bind, call_id=call.id, call_sid=call_sid
         ):
             logger.warning("Voice socket of session %s announced another call (%s); closing", call.session_id, call_sid)

@@ -26,11 +26,10 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError
 from django.utils import timezone
 
 from orchestrator import agent_registry, metrics
-from orchestrator.workers import run_blocking
+from orchestrator.retries import run_blocking_retried
 from voice import live
 from voice.answering_machine import AnsweringMachine, Say
 from voice.live import LiveCall, TurnRecord
@@ -112,19 +111,11 @@ class _Writes:
     async def _drain(self) -> None:
         while self.pending:
             write = self.pending.pop(0)
-            for delay in (*WRITE_RETRY_DELAYS, None):
-                try:
-                    await run_blocking(write)
-                    break
-                except OperationalError:
-                    # A lock or a dropped connection is transient; the record (a voicemail!) is not.
-                    if delay is None:
-                        logger.exception("Recording a live call's progress failed")
-                        break
-                    await asyncio.sleep(delay)
-                except Exception:
-                    logger.exception("Recording a live call's progress failed")
-                    break
+            try:
+                # A lock or a dropped connection is transient; the record (a voicemail!) is not.
+                await run_blocking_retried(write, delays=WRITE_RETRY_DELAYS)
+            except Exception:
+                logger.exception("Recording a live call's progress failed")
 
     async def flush(self) -> None:
         while self.task is not None and not self.task.done():

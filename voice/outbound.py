@@ -52,7 +52,8 @@ from channels_app.providers.base import (
 )
 from channels_app.services import provider_api_error
 from orchestrator.errors import ApiError
-from orchestrator.workers import calling_event_loop, run_blocking, with_connections
+from orchestrator.retries import run_blocking_retried
+from orchestrator.workers import calling_event_loop, with_connections
 from voice import scripted_twiml
 from voice.models import Call, CallStatus, VoiceAudio
 from voice.selectors import agent_voice_number, call_get_of_agent
@@ -621,14 +622,8 @@ async def _simulate(agent_id: str, events: list[CallStatusUpdate]) -> None:
     try:
         for update in events:
             await asyncio.sleep(_step_seconds())
-            for delay in (*SIMULATION_RETRY_DELAYS, None):
-                try:
-                    await run_blocking(call_status_record, agent_id=agent_id, update=update)
-                    break
-                except OperationalError:
-                    if delay is None:
-                        raise
-                    await asyncio.sleep(delay)
+            await run_blocking_retried(call_status_record, agent_id=agent_id, update=update,
+                                       delays=SIMULATION_RETRY_DELAYS)
     except Exception:
         logger.exception("Simulated call %s stopped", events[0].call_sid)
 

@@ -162,6 +162,80 @@ async def test_a_caller_who_says_nothing_leaves_no_voicemail(asgi_server: LiveSe
     assert await sync_to_async(Message.objects.filter(kind="voicemail").count)() == 0
 
 
+async def test_a_setup_the_database_refuses_for_a_moment_is_tried_again_and_the_call_goes_on(
+    asgi_server: LiveServer, agent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from voice import live
+
+    bind, refusals = live.call_bind, []
+
+    def locked_once(**kwargs: Any) -> bool:
+        if not refusals:
+            refusals.append(kwargs["call_sid"])
+            raise OperationalError("database table is locked: voice_call")
+        return bind(**kwargs)
+
+    monkeypatch.setattr(live, "call_bind", locked_once)
+    call, url = await start(asgi_server)
+    async with relay(url, call) as caller:
+        await caller.setup()
+        await caller.say("Hi, is Agent A there?")
+        assert "Agent A can't take your call right now" in await caller.reply()
+    assert refusals == [call.call_sid]
+    await eventually_equal(lambda: sync_to_async(lambda: Call.objects.get(pk=call.pk).status)(), "in-progress")
+
+
+async def test_a_frame_that_fails_loses_nothing_of_the_call(
+    asgi_server: LiveServer, agent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while handling one frame is logged; the call goes on, and when it ends its voicemail, its
+    transcript and the live-sessions gauge are settled as for any call."""
+    from voice.conversation import Conversation
+
+    dtmf = Conversation.dtmf
+
+    async def broken(self: Conversation, digit: str) -> None:
+        raise RuntimeError("a bug in handling keypad digits")
+
+    monkeypatch.setattr(Conversation, "dtmf", broken)
+    sessions_before = metric("mcp_active_voice_sessions")
+    call, url = await start(asgi_server)
+    async with relay(url, call) as caller:
+        await caller.setup()
+        await caller.send({"type": "dtmf", "digit": "5"})
+        await caller.say("Hi, this is Bob, call me at 415 555 0188.")
+        assert "can't take your call" in await caller.reply()
+        assert metric("mcp_active_voice_sessions") == sessions_before + 1
+    monkeypatch.setattr(Conversation, "dtmf", dtmf)
+    await eventually_equal(lambda: sync_to_async(Message.objects.filter(kind="voicemail").count)(), 1)
+    await eventually_equal(lambda: asyncio.sleep(0, metric("mcp_active_voice_sessions")), sessions_before)
+    transcript = (await sync_to_async(Call.objects.get)(pk=call.pk)).transcript
+    assert ("caller", "Hi, this is Bob, call me at 415 555 0188.") in [(e["speaker"], e["text"]) for e in transcript]
+
+
+async def test_a_setup_that_cannot_be_checked_closes_the_socket_and_leaves_no_live_session(
+    asgi_server: LiveServer, agent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from voice import live
+
+    def broken(**kwargs: Any) -> bool:
+        raise RuntimeError("a bug in binding the call")
+
+    monkeypatch.setattr(live, "call_bind", broken)
+    sessions_before = metric("mcp_active_voice_sessions")
+    call, url = await start(asgi_server)
+    async with relay(url, call) as caller:
+        await caller.setup()
+        with pytest.raises(ConnectionClosed) as closed:
+            await caller.frame()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    await eventually_equal(lambda: asyncio.sleep(0, metric("mcp_active_voice_sessions")), sessions_before)
+
+
 # --- a sampling agent ---------------------------------------------------------------------------
 
 
