@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import hashlib
 import hmac
 import json
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -233,6 +235,29 @@ def thread_split(pid: int, before: dict[int, tuple[float, float, int]], count: i
             f"other threads {rest_user * per:.0f}+{rest_sys * per:.0f} µs, {rest_cs / count:.1f} switches per webhook")
 
 
+def callgrind_control(pid: int, *arguments: str) -> None:
+    subprocess.run(["callgrind_control", *arguments, str(pid)], check=True, capture_output=True)
+
+
+def callgrind_dump(pid: int, out_file: str) -> int:
+    """Dump the server's counts since the last dump (callgrind writes `<out_file>.<n>`, then zeroes them);
+    returns the instructions counted."""
+    before = set(glob.glob(f"{out_file}.*"))
+    callgrind_control(pid, "--dump")
+    deadline = time.monotonic() + 60
+    while not (new := set(glob.glob(f"{out_file}.*")) - before):
+        if time.monotonic() > deadline:
+            raise RuntimeError("callgrind wrote no dump")
+        time.sleep(0.1)
+    dump = Path(max(new, key=os.path.getmtime))
+    for _ in range(100):  # written while we look: wait for its totals
+        for line in dump.read_text().splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+        time.sleep(0.1)
+    raise RuntimeError(f"no totals in {dump}")
+
+
 def undelivered(agent_id: str, sids: list[str]) -> int:
     from channels_app.models import Message
 
@@ -278,7 +303,7 @@ async def main_async(args: argparse.Namespace) -> None:
     sender_counts = [int(n) for n in args.senders.split(",")]
     print(f"{time.strftime('%H:%M:%S')} UTC, load {os.getloadavg()[0]:.1f}; {args.count} webhooks per run"
           + (f", 20-sender runs paced at {args.rate:.0f}/s" if args.rate else ", closed loop"))
-    with server_process(env, profile_to=args.profile) as server:
+    with server_process(env, profile_to=args.profile, callgrind_to=args.callgrind) as server:
         for warm_agent in (PLAIN_AGENT, CALLBACK_AGENT):
             await run(server, server.port, signed(warm_agent, 300, base, "warm-up"), 20, 0.0,
                       receiver if warm_agent == CALLBACK_AGENT else None)
@@ -289,7 +314,12 @@ async def main_async(args: argparse.Namespace) -> None:
                         continue
                     batch = signed(agent_id, args.count, base, f"r{round_number}")
                     with_callback = agent_id == CALLBACK_AGENT
+                    if args.callgrind:
+                        callgrind_control(server.process.pid, "-i", "on")
                     result = await run(server, server.port, batch, senders, args.rate, receiver if with_callback else None)
+                    if args.callgrind:
+                        callgrind_control(server.process.pid, "-i", "off")
+                        result["instructions"] = callgrind_dump(server.process.pid, args.callgrind) / len(batch)
                     line = (f"round {round_number}, {senders:>2} sender{'s' if senders > 1 else ' '}, "
                             f"{'callback  ' if with_callback else 'no callback'}: "
                             f"{result['per_cpu_second']:6.0f} webhooks per server CPU-second "
@@ -301,6 +331,8 @@ async def main_async(args: argparse.Namespace) -> None:
                                  f"p99 {result['after_p99'] * 1000:.2f} ms; after the webhook was sent: p50 "
                                  f"{result['sent_p50'] * 1000:.2f} ms, p99 {result['sent_p99'] * 1000:.2f} ms; arrived {result['arrived']}/{result['count']}, "
                                  f"rows undelivered {left}")
+                    if args.callgrind:
+                        line += f"; {result['instructions'] / 1e6:.3f} M server instructions per webhook"
                     print(line, flush=True)
                     if args.threads:
                         print("    " + result["threads"], flush=True)
@@ -347,6 +379,9 @@ def main() -> None:
                         "of the server's loop thread and of its other threads")
     parser.add_argument("--only", choices=("callback", "plain"), help="run only the agent with (or without) a "
                         "callback URL, e.g. to profile one of them")
+    parser.add_argument("--callgrind", metavar="FILE", help="run the server under valgrind's callgrind and print "
+                        "its instructions per webhook for each measured run (dumps in FILE.<n>; about 50× slower: "
+                        "use --count 200 and --env CALLBACK_SWEEP_MILLISECONDS=0)")
     parser.add_argument("--profile", default=None, help="sample the server with py-spy into this file (raw)")
     parser.add_argument("--reference-url", help="measure the reference server at this URL instead (bench/reference.py)")
     parser.add_argument("--reference-pid", type=int, help="pid of the reference's node process (its CPU time is read)")

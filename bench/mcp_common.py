@@ -116,9 +116,10 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def server_process(
-    env: dict[str, str], *, server: str = "uvicorn", profile_to: str | None = None
+    env: dict[str, str], *, server: str = "uvicorn", profile_to: str | None = None, callgrind_to: str | None = None
 ) -> Iterator[ServerProcess]:
-    """Start the server; with `profile_to`, py-spy samples it into that file (collapsed stacks)."""
+    """Start the server; with `profile_to`, py-spy samples it into that file (collapsed stacks); with
+    `callgrind_to`, it runs under valgrind's callgrind with counting off (toggle it with callgrind_control)."""
     port = free_port()
     if server == "daphne":
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "orchestrator.asgi:application"]
@@ -128,10 +129,14 @@ def server_process(
         command = [sys.executable, "-m", "uvicorn", "orchestrator.asgi:application", "--host", "127.0.0.1",
                    "--port", str(port), "--http", "httptools", "--loop", "uvloop",
                    "--log-level", "warning", "--no-access-log"]
+    if callgrind_to:
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={callgrind_to}",
+                   *command]
     profiler = None
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL if callgrind_to else None)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + (900 if callgrind_to else 60)
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}")
