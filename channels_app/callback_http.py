@@ -93,6 +93,10 @@ class _Connection(asyncio.Protocol):
     # --- httptools' callbacks
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            # A second answer in the bytes of the first: the connection's state is unknown, not kept.
+            self.ended = True
+            return
         self.headers_done = True
         # Only meaningful here: once the message is complete the parser has moved on.
         self.keep_alive = bool(self.parser.should_keep_alive())

@@ -93,6 +93,29 @@ async def test_a_kept_alive_connection_the_server_closed_meanwhile_is_replaced_b
     server.close()
 
 
+async def test_an_answer_followed_by_bytes_nobody_asked_for_counts_and_its_connection_is_not_kept():
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            # Two answers to one request: the second must not be taken for the next request's.
+            writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\nHTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server, port = await serve(handler)
+    pool = DestinationPool(scheme="http", host="hooks.example", port=port, size=2)
+    assert [await pool.post(["127.0.0.1"], head_for(port), b"{}", 5) for _ in range(2)] == [201, 201]
+    assert connections == 2
+    server.close()
+
+
 async def test_a_silent_server_times_out():
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
