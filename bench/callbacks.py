@@ -38,6 +38,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -275,9 +276,16 @@ def signatures_valid(receiver: Receiver, secret: str) -> int:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    workdir = tempfile.mkdtemp(prefix="comms-bench-callbacks-")
+    try:
+        await _ours(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the run's SQLite database
+
+
+async def _ours(args: argparse.Namespace, workdir: str) -> None:
     receiver = Receiver()
     await receiver.start()
-    workdir = tempfile.mkdtemp(prefix="comms-bench-callbacks-")
     env = bench_environment(os.path.join(workdir, "bench.sqlite3"))
     env.update(DEMO_MODE="false", TWILIO_AUTH_TOKEN=TWILIO_TOKEN, CALLBACK_ALLOWED_HOSTS="127.0.0.1")
     env.update(dict(pair.split("=", 1) for pair in args.env))
