@@ -329,16 +329,25 @@ def _settle_after(
     after: list[tuple[Callable[..., object], tuple[Any, ...]]],
 ) -> None:
     # Each in a context of its own, as call_soon_threadsafe(…, context=Context()) would run it: the
-    # request's context must not leak into work that outlives it. Even when the caller gave up.
-    loop = asyncio.get_running_loop()
+    # request's context must not leak into work that outlives it. Even when the caller gave up. Run
+    # before the result is set, so a task it starts takes its first step before the caller resumes:
+    # a webhook's callback leaves before its 200, and the loop is idle again when the next webhook
+    # comes (after the 200, its POST overlapped the next webhook's work on the worker: more thread
+    # switches and CPU per webhook at 1 sender).
     for callback, args in after:
-        loop.call_soon(callback, *args, context=contextvars.Context())
+        try:
+            contextvars.Context().run(callback, *args)
+        except Exception as exc:  # reported as the loop reports a failed callback
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": "Work left for the loop by a worker call failed", "exception": exc}
+            )
     _settle(future, result, error)
 
 
 def call_soon_after_call(callback: Callable[..., object], *args: Any) -> bool:
-    """From a call run by run_blocking: schedule `callback(*args)` on the calling event loop, in a fresh
-    context, when the call returns. False outside such a call (the caller schedules it another way).
+    """From a call run by run_blocking: run `callback(*args)` on the calling event loop, in a fresh
+    context, when the call returns, just before its caller resumes (so it must be quick: start a task,
+    not run one). False outside such a call (the caller schedules it another way).
 
     The callback goes back to the loop with the call's result, in one hand-off: scheduled on its own
     (loop.call_soon_threadsafe) it woke the loop's thread while this one still held the interpreter,
