@@ -61,23 +61,8 @@ def _scope(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes
 
 
 async def _call(application: Any, scope: dict[str, Any], body: bytes) -> tuple[int, bytes]:
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.sleep(3600)  # a client that stays connected
-        return {"type": "http.disconnect"}
-
-    messages: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
-
-    await application(scope, receive, send)
-    return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
+    status, _, answer = await _call_with_headers(application, scope, body)
+    return status, answer
 
 
 class Requests:
@@ -146,7 +131,7 @@ async def _call_with_headers(application: Any, scope: dict[str, Any], body: byte
         if not delivered:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # a client that stays connected
         return {"type": "http.disconnect"}
 
     messages: list[dict[str, Any]] = []

@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
 from django.conf import settings
-from django.db import OperationalError
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -45,6 +44,7 @@ from channels_app.delivery.claims import LEASE_SECONDS, VIA_CALLBACK, free_q, me
 from channels_app.destinations import DestinationRefused, ResolveFailed, destination_addresses
 from channels_app.models import Message
 from channels_app.selectors import waiting_message_object
+from orchestrator.retries import run_blocking_retried
 from orchestrator.workers import run_blocking
 
 logger = logging.getLogger(__name__)
@@ -342,13 +342,7 @@ MARK_GATHER_SECONDS = 0.05
 
 
 async def _record(function: Callable[..., T], **kwargs: Any) -> T:
-    for delay in RECORD_RETRY_DELAYS:
-        try:
-            return await run_blocking(function, **kwargs)
-        except OperationalError:
-            logger.warning("Recording a callback outcome failed; trying again in %.2f s", delay)
-            await asyncio.sleep(delay)
-    return await run_blocking(function, **kwargs)
+    return await run_blocking_retried(function, delays=RECORD_RETRY_DELAYS, **kwargs)
 
 
 # Per event loop: delivered rows waiting for the statement that records them.

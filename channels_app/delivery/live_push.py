@@ -10,7 +10,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.db import OperationalError
 from django.utils import timezone
 
 from channels_app.delivery.claims import (
@@ -23,6 +22,7 @@ from channels_app.delivery.claims import (
 )
 from channels_app.models import Message
 from channels_app.selectors import waiting_message_object
+from orchestrator.retries import run_blocking_retried
 
 logger = logging.getLogger(__name__)
 
@@ -101,19 +101,10 @@ MARK_RETRY_DELAYS = (0.05, 0.2, 0.5)
 async def _write_marks(pending: list[str]) -> None:
     batch = pending[:]
     pending.clear()
-    for delay in (*MARK_RETRY_DELAYS, None):
-        try:
-            await pooled(messages_mark_pushed)(message_ids=batch)
-            return
-        except OperationalError:
-            if delay is None:
-                logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
-                return
-            logger.warning("Recording the delivery of %s failed; trying again in %.2f s", batch, delay)
-            await asyncio.sleep(delay)
-        except Exception:
-            logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
-            return
+    try:
+        await run_blocking_retried(messages_mark_pushed, message_ids=batch, delays=MARK_RETRY_DELAYS)
+    except Exception:
+        logger.exception("Recording the delivery of %s failed; their leases will expire", batch)
 
 
 async def _write_all_marks(loop: asyncio.AbstractEventLoop, pending: list[str]) -> None:
