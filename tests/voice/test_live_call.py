@@ -211,8 +211,13 @@ async def test_a_frame_that_fails_loses_nothing_of_the_call(
     monkeypatch.setattr(Conversation, "dtmf", dtmf)
     await eventually_equal(lambda: sync_to_async(Message.objects.filter(kind="voicemail").count)(), 1)
     await eventually_equal(lambda: asyncio.sleep(0, metric("mcp_active_voice_sessions")), sessions_before)
-    transcript = (await sync_to_async(Call.objects.get)(pk=call.pk)).transcript
-    assert ("caller", "Hi, this is Bob, call me at 415 555 0188.") in [(e["speaker"], e["text"]) for e in transcript]
+
+    def caller_said() -> bool:
+        transcript = Call.objects.get(pk=call.pk).transcript
+        return ("caller", "Hi, this is Bob, call me at 415 555 0188.") in [(e["speaker"], e["text"]) for e in transcript]
+
+    # The transcript is written after the voicemail, by the same writer, so it is waited for too.
+    await eventually_equal(sync_to_async(caller_said), True)
 
 
 async def test_a_setup_that_cannot_be_checked_closes_the_socket_and_leaves_no_live_session(
