@@ -52,7 +52,8 @@ class Command(BaseCommand):
         if not options["once"]:
             signal.signal(signal.SIGTERM, self._stop)
             signal.signal(signal.SIGINT, self._stop)
-        self.last_purge = 0.0
+        # Due at once: monotonic time counts from boot, so "0 = long ago" would skip a new machine's first 10 minutes.
+        self.next_purge_at = time.monotonic()
         due, delivered = asyncio.run(
             callbacks.run_worker(
                 interval=options["interval"], once=options["once"], on_pass=self._maintain, stopping=lambda: self.stopping
@@ -62,8 +63,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{due} due, {delivered} delivered")
 
     async def _maintain(self) -> None:
-        if time.monotonic() - self.last_purge > PURGE_EVERY_SECONDS:
-            self.last_purge = time.monotonic()
+        if time.monotonic() >= self.next_purge_at:
+            self.next_purge_at = time.monotonic() + PURGE_EVERY_SECONDS
             await run_blocking(_maintain)
 
     def _stop(self, signum: int, frame: object) -> None:
