@@ -129,6 +129,8 @@ def server_process(
         command = [sys.executable, "-m", "uvicorn", "orchestrator.asgi:application", "--host", "127.0.0.1",
                    "--port", str(port), "--http", "httptools", "--loop", "uvloop",
                    "--log-level", "warning", "--no-access-log"]
+    if os.environ.get("BENCH_SERVER_CPUS"):  # e.g. "0": the server's threads on one core (taskset execs, same pid)
+        command = ["taskset", "-c", os.environ["BENCH_SERVER_CPUS"], *command]
     if callgrind_to:
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={callgrind_to}",
                    *command]

@@ -28,12 +28,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from orchestrator import metrics  # noqa: E402, F401  (imported now so uptime counts from server start)
 from orchestrator.body_limit import BodyLimit  # noqa: E402
+from orchestrator.cpu_placement import keep_server_on_one_cpu  # noqa: E402
 from orchestrator.heap import settle_after_startup  # noqa: E402
 from orchestrator.lifespan import LifespanApp, on_startup  # noqa: E402
 from orchestrator.logging import install_redaction_on_all_handlers  # noqa: E402
 from orchestrator.routing import PathDispatcher, http_mounts, static_prefixes, websocket_routes  # noqa: E402
 
 install_redaction_on_all_handlers()
+on_startup(keep_server_on_one_cpu)
 # Last of the start-up hooks, so what they create is frozen too. Only servers that send the ASGI lifespan
 # (uvicorn, `make run`) get it: a test process that imports this module keeps Python's collector as is.
 on_startup(settle_after_startup)

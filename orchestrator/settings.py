@@ -199,6 +199,10 @@ LONG_POLLS_PER_ORG: int = env.int("LONG_POLLS_PER_ORG", 16, minimum=1, maximum=1
 # a server started by uvicorn (orchestrator/heap.py). Python's 700 collected every ~8 MCP calls, at about
 # a fifth of the server's CPU per call; larger pauses the server longer each time (bench/README.md).
 GC_YOUNG_THRESHOLD: int = env.int("GC_YOUNG_THRESHOLD", 5_000, minimum=100, maximum=1_000_000)
+# In a server started by uvicorn, keep the process's threads on one CPU, moved when another is clearly less
+# busy (orchestrator/cpu_placement.py): the loop's and the workers' threads hand every request over, and on
+# two CPUs that cost 20-30 % more CPU per webhook (docs/decisions/010-one-cpu.md).
+SERVER_ONE_CPU: bool = env.bool("SERVER_ONE_CPU", True)
 # The MCP SDK's OpenTelemetry span around every MCP message (its default middleware). Without an exporter
 # configured it records nothing, yet costs about 2 % of a tool call's CPU (bench/README.md, "Issue 15").
 MCP_OTEL_SPANS: bool = env.bool("MCP_OTEL_SPANS", True)
