@@ -20,6 +20,14 @@ that waits on the network for a provider's API (`cpu_turn_released`, applied by 
 to every live adapter) lends its slot to another thread meanwhile (not inside a transaction: another
 thread could take the slot and then wait on this transaction's locks).
 
+**Results go back in batches.** A worker thread that finishes a call while more calls are queued keeps
+its result (at most `HAND_BACK_BATCH` of them) and takes the next call at once; the results go back to the
+loop together, when the batch is full, the queue runs dry, the thread is about to wait on the network,
+or at the latest `HOLD_SECONDS` after the loop last handed a call over (a timer the loop keeps while the
+pool is busy; the loop also collects whatever is ready each time it hands a call over). Each result
+going back on its own woke the loop's thread, which then waited for the interpreter the worker held:
+two thread switches per request, about a quarter of a webhook's CPU at 20 senders (bench/README.md).
+
 **Nothing undeclared stalls the others.** A call that blocks without saying so (a database lock, a
 network call outside the provider registry) keeps its slot, so while calls are queued the pool checks
 every `STALL_SECONDS` that its running threads made progress (a call finished, or CPU time was used);
@@ -35,6 +43,7 @@ import contextlib
 import contextvars
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar
@@ -47,6 +56,8 @@ T = TypeVar("T")
 
 STALL_SECONDS = 0.1
 MAX_LENT_PER_SLOT = 4
+HAND_BACK_BATCH = 8
+HOLD_SECONDS = 0.005
 
 _thread_state = threading.local()
 
@@ -60,6 +71,65 @@ class _Worker:
         self.gate.acquire()
         self.thread: threading.Thread | None = None
         self.ident: int | None = None
+
+
+_Result = tuple["asyncio.Future[Any]", Any, "BaseException | None", "list[tuple[Callable[..., object], tuple[Any, ...]]]"]
+
+
+class _Outbox:
+    """The results of one pool's calls on their way back to one event loop ("Results go back in batches")."""
+
+    __slots__ = ("__weakref__", "items", "loop", "pool", "signalled", "timer")
+
+    def __init__(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.loop = weakref.ref(loop)  # the pool's map of outboxes must not keep a finished loop alive
+        self.items: collections.deque[_Result] = collections.deque()
+        self.signalled = False  # a drain is scheduled on the loop and has not started yet
+        self.timer: asyncio.TimerHandle | None = None
+
+    # --- a worker thread's side
+
+    def put(self, item: _Result) -> None:
+        self.items.append(item)
+        if self.pool.long_calls or not self.pool._pending or len(self.items) >= HAND_BACK_BATCH:
+            self.signal()
+
+    def signal(self) -> None:
+        """Have the loop collect the results now (one wake-up for all of them)."""
+        if self.signalled or not self.items:
+            # Safe without a lock: a drain that has not reset `signalled` yet will still see every item
+            # appended before this read (both threads run under the interpreter lock).
+            return
+        loop = self.loop()
+        if loop is None:
+            return
+        self.signalled = True
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self.drain)
+
+    # --- the loop's side
+
+    def drain(self) -> None:
+        self.signalled = False
+        while self.items:
+            future, result, error, after = self.items.popleft()
+            if after:
+                _settle_after(future, result, error, after)
+            else:
+                _settle(future, result, error)
+
+    def keep_watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.timer is None:
+            self.timer = loop.call_later(HOLD_SECONDS, self._on_timer, loop)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        self.drain()
+        # A result is kept back only while calls are queued; the submit of a later call starts a new timer.
+        # (Not while calls merely run: a call stuck for minutes would wake the loop every 5 ms for nothing.)
+        if self.pool._pending:
+            self.keep_watch(loop)
 
 
 class WorkerPool:
@@ -80,11 +150,23 @@ class WorkerPool:
         self._finished = 0
         self._watching = False
         self._retired = False
+        self._outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = weakref.WeakKeyDictionary()
 
     def _limit(self) -> float:
         return self.slots + self._lent if self.slots else float("inf")
 
     # --- the event loop's side
+
+    def outbox(self, loop: asyncio.AbstractEventLoop) -> _Outbox:
+        """This loop's outbox, with what is ready in it collected and its timer running (from the loop)."""
+        outbox = self._outboxes.get(loop)
+        if outbox is None:
+            outbox = self._outboxes[loop] = _Outbox(self, loop)
+        if outbox.items:
+            outbox.drain()
+        if not self.long_calls:
+            outbox.keep_watch(loop)
+        return outbox
 
     def submit(self, loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> None:
         with self._lock:
@@ -270,12 +352,14 @@ async def _run_on(pool: WorkerPool, function: Callable[..., T], *args: Any, upke
     future: asyncio.Future[T] = loop.create_future()
     context = contextvars.copy_context()
     hand_back = not pool.long_calls
-    pool.submit(loop, partial(_call, loop, future, context, upkeep, hand_back, function, args, kwargs))
+    outbox = pool.outbox(loop)
+    pool.submit(loop, partial(_call, loop, outbox, future, context, upkeep, hand_back, function, args, kwargs))
     return await future
 
 
 def _call(
     loop: asyncio.AbstractEventLoop,
+    outbox: _Outbox,
     future: asyncio.Future[T],
     context: contextvars.Context,
     upkeep: bool,
@@ -289,28 +373,15 @@ def _call(
     # Work the call leaves for the loop (call_soon_after_call) goes back with its result: one wake-up.
     after: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
     _thread_state.after = after if hand_back else None
+    _thread_state.outbox = outbox
     try:
         result = context.run(_on_worker, loop, upkeep, function, *args, **kwargs)
     except BaseException as exc:  # the caller's to handle, as run_in_executor hands it over
-        _hand_back(loop, future, None, exc, after)
+        outbox.put((future, None, exc, after))
         return
     finally:
         _thread_state.after = None
-    _hand_back(loop, future, result, None, after)
-
-
-def _hand_back(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    result: Any,
-    error: BaseException | None,
-    after: list[tuple[Callable[..., object], tuple[Any, ...]]],
-) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-        if after:
-            loop.call_soon_threadsafe(_settle_after, future, result, error, after)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, error)
+    outbox.put((future, result, None, after))
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -369,6 +440,9 @@ def cpu_turn_released() -> Iterator[None]:
     this transaction's locks while this one waits for the slot.
     """
     pool_: WorkerPool | None = getattr(_thread_state, "pool", None)
+    outbox: _Outbox | None = getattr(_thread_state, "outbox", None)
+    if outbox is not None:
+        outbox.signal()  # nor do the results this thread kept back for a batch
     _hand_over_after()  # what the call left for the loop does not wait for the network
     if pool_ is None or _in_transaction() or not pool_.lend_slot():
         yield

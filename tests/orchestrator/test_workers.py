@@ -130,3 +130,76 @@ def test_work_left_by_a_call_that_waits_on_the_network_or_holds_its_thread_runs_
 
 def test_outside_a_pool_call_no_work_is_taken_for_the_loop() -> None:
     assert not workers.call_soon_after_call(print)
+
+
+# --- results handed back in batches --------------------------------------------------------------
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that counts how often another thread woke it with work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken_from_threads = 0
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        self.woken_from_threads += 1
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+
+def _run_on_counting_loop(scenario: Any) -> CountingLoop:
+    loop = CountingLoop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+        workers.reset_worker_threads()
+    return loop
+
+
+def _square_after_a_while(n: int) -> int:
+    time.sleep(0.003)  # lets the loop's thread run meanwhile, as a query does
+    return n * n
+
+
+def test_results_of_calls_queued_behind_each_other_go_back_to_the_loop_together(settings: Any) -> None:
+    settings.WORKER_CPU_SLOTS = 1
+    workers.reset_worker_threads()
+    release = threading.Event()
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(workers.run_blocking(release.wait, 5))
+        await asyncio.sleep(0.05)  # the one slot's thread is in the first call; the rest queue behind it
+        rest = [asyncio.ensure_future(workers.run_blocking(_square_after_a_while, n)) for n in range(6)]
+        await asyncio.sleep(0)
+        release.set()
+        assert await first is True
+        assert await asyncio.gather(*rest) == [0, 1, 4, 9, 16, 25]
+
+    loop = _run_on_counting_loop(scenario)
+
+    assert loop.woken_from_threads <= 2  # seven results; one wake-up each before
+
+
+def test_a_result_kept_for_a_batch_is_not_held_behind_a_slow_call(settings: Any) -> None:
+    """The quick call's result is kept back (a call is queued behind it); the call behind it then blocks
+    without saying so, as on a lock: the result still goes back within the hold limit."""
+    settings.WORKER_CPU_SLOTS = 1
+    workers.reset_worker_threads()
+    first_gate, slow_gate = threading.Event(), threading.Event()
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(workers.run_blocking(first_gate.wait, 5))
+        await asyncio.sleep(0.05)  # the one slot's thread is in the first call
+        quick = asyncio.ensure_future(workers.run_blocking(lambda: "quick"))
+        slow = asyncio.ensure_future(workers.run_blocking(slow_gate.wait, 5))  # queued behind the quick one
+        await asyncio.sleep(0)
+        first_gate.set()
+        started = time.monotonic()
+        assert await quick == "quick"
+        waited = time.monotonic() - started
+        slow_gate.set()
+        await asyncio.gather(first, slow)
+        assert waited < 1.0, f"the quick call's result waited {waited:.2f} s for the slow call behind it"
+
+    _run_on_counting_loop(scenario)
