@@ -78,9 +78,11 @@ def principal_session_valid(principal: Principal, *, agent_id: str | None) -> bo
     if principal.role is not Role.SUPER_ADMIN and principal.token_id is None:
         return False
     if principal.role is Role.AGENT:
-        return AgentToken.objects.filter(
-            pk=principal.token_id or 0, revoked_at__isnull=True, agent_id=agent_id, agent__status=AgentStatus.ACTIVE
-        ).exists()
+        # After every push to an agent's session: plain SQL (orchestrator.sql), the ORM's query building cost
+        # more than the rest of the push's bookkeeping (bench/README.md, "One CPU and results in batches").
+        return sql.agent_token_session_valid(
+            token_id=principal.token_id or 0, agent_id=agent_id, active_status=AgentStatus.ACTIVE
+        )
     if principal.role is Role.ORG_ADMIN:
         live = OrgToken.objects.filter(pk=principal.token_id or 0, revoked_at__isnull=True)
         if agent_id is None:

@@ -227,6 +227,20 @@ def agent_only(agent_id: str, fields: tuple[str, ...]) -> Agent | None:
     return None if row is None else statement[0].load(connections[using], row, 0)
 
 
+_AGENT_TOKEN_SESSION_VALID_SQL = (
+    f"SELECT 1 FROM {_q(AgentToken._meta.db_table)} {_q('t')} "
+    f"INNER JOIN {_q(Agent._meta.db_table)} {_q('a')} ON {_q('a')}.{_q('id')} = {_q('t')}.{_q('agent_id')} "
+    f"WHERE {_q('t')}.{_q('id')} = %s AND {_q('t')}.{_q('revoked_at')} IS NULL AND {_q('t')}.{_q('agent_id')} = %s "
+    f"AND {_q('a')}.{_q('status')} = %s LIMIT 1"
+)
+
+
+def agent_token_session_valid(*, token_id: int, agent_id: str | None, active_status: str) -> bool:
+    """`AgentToken.objects.filter(pk=token_id, revoked_at__isnull=True, agent_id=agent_id,
+    agent__status=active_status).exists()`: checked after every push to a live session, so a plain read."""
+    return _fetchone(_read_alias(AgentToken), _AGENT_TOKEN_SESSION_VALID_SQL, (token_id, agent_id, active_status)) is not None
+
+
 # --- sending ----------------------------------------------------------------------------------------
 
 _SENDER_ADDRESS_SQL = (

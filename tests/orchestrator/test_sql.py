@@ -73,6 +73,31 @@ def test_it_reads_no_revoked_token(make_agent, make_org) -> None:
     assert sql.live_org_token(org_token.digest) is None
 
 
+def test_it_answers_whether_an_agent_token_s_session_may_still_receive_as_the_orm_does(make_agent) -> None:
+    from agents.models import Agent, AgentStatus
+
+    agent, _ = make_agent("agent-a")
+    other, _ = make_agent("agent-b")
+    token = AgentToken.objects.get(agent=agent)
+
+    def both(token_id: int, agent_id: str | None) -> tuple[bool, bool]:
+        expected = AgentToken.objects.filter(
+            pk=token_id, revoked_at__isnull=True, agent_id=agent_id, agent__status=AgentStatus.ACTIVE
+        ).exists()
+        loaded = sql.agent_token_session_valid(token_id=token_id, agent_id=agent_id, active_status=AgentStatus.ACTIVE)
+        return loaded, expected
+
+    assert both(token.pk, agent.pk) == (True, True)
+    assert both(token.pk, other.pk) == (False, False)  # another agent's session
+    assert both(token.pk, None) == (False, False)
+    assert both(0, agent.pk) == (False, False)
+    Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.SUSPENDED)
+    assert both(token.pk, agent.pk) == (False, False)
+    Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.ACTIVE)
+    AgentToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    assert both(token.pk, agent.pk) == (False, False)
+
+
 def test_it_reads_an_agent_with_its_organization_and_limits_scoped_as_the_orm_does(make_agent, make_org) -> None:
     org, _ = make_org("Acme", "acme")
     agent, _ = make_agent("agent-a", org=org)
