@@ -12,7 +12,10 @@ Which CPU: at start, one of the CPUs the process may run on, picked by process i
 `uvicorn --workers N`, started one after another, land on different CPUs. Then, every `CHECK_SECONDS`, a
 thread of ours reads how busy each of those CPUs was with other work (`/proc/stat`, less our own CPU time on
 ours) and moves all our threads to the least busy one if it had at least `MOVE_MARGIN` of a CPU less: a busy
-neighbour tied to the same CPU does not hold us there while another CPU is free.
+neighbour tied to the same CPU does not hold us there while another CPU is free. Two of our processes that
+find each other on one CPU would both see the other as the neighbour and could move together, again and
+again; so the checks come at jittered times and a warranted move is made with even odds, and one of them
+moves first.
 
 Only in a server started with the ASGI lifespan (uvicorn, `make run`), on Linux, with a Python that has the
 interpreter lock, when the process may run on more than one CPU, and unless `SERVER_ONE_CPU=false`.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sysconfig
 import threading
 from collections.abc import Callable
@@ -116,11 +120,13 @@ class CpuPlacement:
         check_seconds: float = CHECK_SECONDS,
         read_stat: Callable[[], str] = PROC_STAT.read_text,
         process_ticks: Callable[[], float] = _process_ticks,
+        chance: Callable[[], float] = random.random,
     ) -> None:
         self.allowed = sorted(allowed)
         self.check_seconds = check_seconds
         self.read_stat = read_stat
         self.process_ticks = process_ticks
+        self.chance = chance
         self.cpu = first_cpu(self.allowed, os.getpid())
         self.stopped = threading.Event()
 
@@ -131,7 +137,7 @@ class CpuPlacement:
 
     def _watch(self) -> None:
         before, ticks_before = read_cpu_times(self.read_stat()), self.process_ticks()
-        while not self.stopped.wait(self.check_seconds):
+        while not self.stopped.wait(self.check_seconds * (0.8 + 0.4 * self.chance())):
             self.check(before, ticks_before)
             before, ticks_before = read_cpu_times(self.read_stat()), self.process_ticks()
 
@@ -139,7 +145,7 @@ class CpuPlacement:
         after, ticks_after = read_cpu_times(self.read_stat()), self.process_ticks()
         load = others_load(before, after, ours_on=self.cpu, our_ticks=ticks_after - ticks_before)
         cpu = better_cpu(self.allowed, load, self.cpu)
-        if cpu != self.cpu:
+        if cpu != self.cpu and self.chance() < 0.5:
             logger.info(
                 "Server threads moved from CPU %d (%.0f %% busy with other work) to CPU %d (%.0f %%)",
                 self.cpu, 100 * load.get(self.cpu, 1.0), cpu, 100 * load.get(cpu, 1.0),

@@ -132,8 +132,12 @@ def test_it_moves_off_a_cpu_a_neighbour_keeps_busy_and_stays_for_small_differenc
 
 
 @TWO_CPUS
-def test_a_check_that_finds_its_cpu_busy_with_other_work_moves_every_thread(tmp_path: Path) -> None:
-    """The check itself, in a process of its own (it ties the threads of the process that runs it)."""
+@pytest.mark.parametrize("odds, moves", [(0.0, True), (0.7, False)])
+def test_a_check_that_finds_its_cpu_busy_with_other_work_moves_every_thread_on_even_odds(
+    tmp_path: Path, odds: float, moves: bool
+) -> None:
+    """The check itself, in a process of its own (it ties the threads of the process that runs it). A move
+    it finds warranted is made with even odds, so two processes on one CPU do not move together."""
     first, second = sorted(os.sched_getaffinity(0))[:2]
     script = f"""
 import json, os, threading
@@ -145,7 +149,8 @@ readings = iter([
     "cpu{first} 1000 0 0 1000 0 0 0 0\\ncpu{second} 1000 0 0 1000 0 0 0 0\\n",
     "cpu{first} 1500 0 0 1000 0 0 0 0\\ncpu{second} 1050 0 0 1450 0 0 0 0\\n",  # {first} busy, not with our 10 ticks
 ])
-placement = CpuPlacement([{first}, {second}], read_stat=lambda: next(readings), process_ticks=lambda: 10.0)
+placement = CpuPlacement([{first}, {second}], read_stat=lambda: next(readings), process_ticks=lambda: 10.0,
+                         chance=lambda: {odds})
 placement.cpu = {first}
 placement.check(read_cpu_times(next(readings)), 0.0)
 tasks = os.listdir("/proc/self/task")
@@ -157,4 +162,5 @@ print(json.dumps({{"cpu": placement.cpu, "cpus": sorted({{tuple(os.sched_getaffi
                             timeout=60)
     assert result.returncode == 0, result.stderr
 
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"cpu": second, "cpus": [[second]]}
+    expected = second if moves else first
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"cpu": expected, "cpus": [[expected]]}
