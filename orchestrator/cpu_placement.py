@@ -131,7 +131,9 @@ class CpuPlacement:
         self.stopped = threading.Event()
 
     def start(self) -> None:
-        keep_threads_on(self.cpu)
+        if not keep_threads_on(self.cpu):  # not allowed here (a sandbox refusing sched_setaffinity)
+            logger.info("Server threads left to the kernel: this process may not choose its CPUs")
+            return
         logger.info("Server threads kept on CPU %d of %s (SERVER_ONE_CPU)", self.cpu, self.allowed)
         threading.Thread(target=self._watch, name="cpu-placement", daemon=True).start()
 
