@@ -12,38 +12,17 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cpu_placement import MOVE_MARGIN, better_cpu, first_cpu, others_load, read_cpu_times
+from tests.orchestrator.server_start import REPO_ROOT, after_server_start
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TWO_CPUS = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs"
 )
 
-# Imports the ASGI application as uvicorn does, optionally sends it the lifespan start-up, runs one blocking
-# call on the worker pool (so its thread exists), starts one more thread, then prints each thread's CPUs.
-SERVER_START = """
-import asyncio, json, os, sys, threading
-import orchestrator.asgi
+# Once the server started (or only imported): one blocking call on the worker pool (so its thread exists),
+# one more thread started, then each thread's CPUs.
+THREADS = """
+import asyncio, json, os, threading
 from orchestrator.workers import run_blocking
-
-async def start():
-    messages = [{"type": "lifespan.startup"}]
-    started = asyncio.Event()
-
-    async def receive():
-        if messages:
-            return messages.pop()
-        await started.wait()
-        await asyncio.sleep(3600)
-
-    async def send(message):
-        started.set()
-
-    task = asyncio.create_task(orchestrator.asgi.application({"type": "lifespan"}, receive, send))
-    await started.wait()
-    task.cancel()
-
-if sys.argv[1] == "lifespan":
-    asyncio.run(start())
 
 async def one_call():
     await run_blocking(lambda: None)
@@ -58,15 +37,8 @@ later.set()
 
 
 def _threads_after(tmp_path: Path, mode: str, *, cpus: str = "", **environ: str) -> dict[str, object]:
-    env = {**os.environ, "ENV_FILE": str(tmp_path / "absent.env"), "SECRET_KEY": "test-secret", "DEBUG": "false",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CALLBACK_SWEEP_SECONDS": "0", **environ}
-    env.pop("REDIS_URL", None)
-    command = [sys.executable, "-c", SERVER_START, mode]
-    if cpus:
-        command = ["taskset", "-c", cpus, *command]
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    prefix = ("taskset", "-c", cpus) if cpus else ()
+    return after_server_start(tmp_path, mode, THREADS, prefix=prefix, **environ)
 
 
 @TWO_CPUS
