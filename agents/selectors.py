@@ -79,7 +79,7 @@ def principal_session_valid(principal: Principal, *, agent_id: str | None) -> bo
         return False
     if principal.role is Role.AGENT:
         # After every push to an agent's session: plain SQL (orchestrator.sql), the ORM's query building cost
-        # more than the rest of the push's bookkeeping (bench/README.md, "One CPU and results in batches").
+        # more than the rest of the push's bookkeeping (bench/HISTORY.md, "One CPU and results in batches").
         return sql.agent_token_session_valid(
             token_id=principal.token_id or 0, agent_id=agent_id, active_status=AgentStatus.ACTIVE
         )

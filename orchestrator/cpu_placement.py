@@ -5,7 +5,7 @@ and Python runs one of the two at a time. Left to the kernel on a machine with t
 threads run on different CPUs: each hand-over wakes a thread on the other CPU, and what both threads touch
 (the request, the response, the reference counts of shared objects) moves between the CPUs' caches. That
 cost 20–30 % more CPU per webhook at 20 senders than the same code with its threads on one CPU, where a
-hand-over is a switch between two threads of one CPU (bench/README.md). Python's interpreter lock already
+hand-over is a switch between two threads of one CPU (bench/HISTORY.md). Python's interpreter lock already
 keeps the process to about one CPU's worth of work, so one CPU takes nothing from it.
 
 Which CPU: at start, one of the CPUs the process may run on, picked by process id, so that the processes of

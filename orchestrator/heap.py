@@ -5,7 +5,7 @@ from time to time walks every object the process holds. A server holds a few hun
 objects from start-up (Django, the MCP SDK, pydantic's schemas) that live as long as it does: each
 full collection walked them all, 0.15–0.6 s with every thread stopped, which every call in flight then
 waited out; and the frequent young collections re-walked the objects of the calls in flight, which
-then aged into the older generations and made the full collections come round (bench/README.md,
+then aged into the older generations and made the full collections come round (bench/HISTORY.md,
 issue 14 item 12). So, once the server has started:
 
 - everything alive then is moved out of the collector's sight (`gc.freeze()`): it is never walked

@@ -262,7 +262,7 @@ def get_server() -> Server[Any]:
     server.add_request_handler("tools/call", CallToolRequestParams, _call_tool)
     # Registering logging/setLevel is what declares the `logging` capability (contract §5). Added
     # here rather than as a constructor argument, which warns that 2026-07-28 drops logging: our
-    # push delivery is a handshake-era feature by design (see bench/README.md).
+    # push delivery is a handshake-era feature by design (docs/mcp-protocol-eras.md).
     server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_logging_level)
     server.add_notification_handler("notifications/initialized", NotificationParams, _on_initialized)
     server.add_request_handler("server/discover", RequestParams, _discover_handshake_era)
@@ -276,7 +276,7 @@ async def _discover_handshake_era(ctx: ServerRequestContext[Any, Any], params: R
     as log notifications and voice turns as `sampling/createMessage`; 2026-07-28 forbids both
     outside a request. An auto-mode client that sees no modern version here falls back to
     `initialize`. A client pinned to 2026-07-28 skips this probe and is still served on the
-    per-request path, where every tool works (see bench/README.md, "Protocol eras").
+    per-request path, where every tool works (docs/mcp-protocol-eras.md).
     """
     return DiscoverResult(
         supported_versions=list(HANDSHAKE_PROTOCOL_VERSIONS),

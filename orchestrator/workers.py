@@ -26,7 +26,7 @@ loop together, when the batch is full, the queue runs dry, the thread is about t
 or at the latest `HOLD_SECONDS` after the loop last handed a call over (a timer the loop keeps while the
 pool is busy; the loop also collects whatever is ready each time it hands a call over). Each result
 going back on its own woke the loop's thread, which then waited for the interpreter the worker held:
-two thread switches per request, about a quarter of a webhook's CPU at 20 senders (bench/README.md).
+two thread switches per request, about a quarter of a webhook's CPU at 20 senders (bench/HISTORY.md).
 
 **Nothing undeclared stalls the others.** A call that blocks without saying so (a database lock, a
 network call outside the provider registry) keeps its slot, so while calls are queued the pool checks

@@ -11,7 +11,7 @@ the call and leaves the agent a voicemail.
 Nothing here touches the database on the way from a prompt to its answer. Turns are kept in memory and
 written in batches (every TURN_BATCH turns, and when the call ends), off the event loop's critical
 path, one write at a time per call, in order (_Writes): a database write per turn cost as much server
-CPU as the rest of the turn (bench/README.md). A voicemail is written at once.
+CPU as the rest of the turn (bench/HISTORY.md). A voicemail is written at once.
 """
 
 from __future__ import annotations
