@@ -176,8 +176,9 @@ class AgentLimits(models.Model):
 class UsageRecord(models.Model):
     """One billable or countable action, kept for usage and billing reports."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="usage")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="usage")
+    # No index of their own: the two indexes in Meta start with them, and each index is written on every send.
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="usage", db_index=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="usage", db_index=False)
     action_type = models.CharField(max_length=40)
     channel = models.CharField(max_length=20)
     provider_cost = models.DecimalField("provider cost (USD)", max_digits=12, decimal_places=6, null=True, blank=True)

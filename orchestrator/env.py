@@ -103,6 +103,18 @@ class Env:
         return value
 
 
+def otel_traces_exported(env: Env) -> bool:
+    """Whether the standard OpenTelemetry variables name somewhere for traces to go.
+
+    Spans are recorded only when an OpenTelemetry SDK with an exporter runs in the process (for example
+    under `opentelemetry-instrument`), and that is configured through these variables.
+    """
+    exporter = (env.raw("OTEL_TRACES_EXPORTER") or "").strip().lower()
+    if exporter:
+        return exporter != "none"
+    return bool(env.optional("OTEL_EXPORTER_OTLP_ENDPOINT") or env.optional("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
 def database_from_url(url: str, *, base_dir: Path) -> dict[str, object]:
     """Turn DATABASE_URL into a Django DATABASES entry (SQLite or PostgreSQL via psycopg 3)."""
     parts = urlsplit(url)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from orchestrator.env import Env, database_from_url, parse_env_file, redis_channel_layer
+from orchestrator.env import Env, database_from_url, otel_traces_exported, parse_env_file, redis_channel_layer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = Path(os.environ.get("ENV_FILE", str(BASE_DIR / ".env")))
@@ -181,7 +181,7 @@ WORKER_THREADS: int = env.int("WORKER_THREADS", 32, minimum=1, maximum=256)
 # How many of those threads run calls at once; queued calls wait for a slot, first come first served
 # (orchestrator.workers). Python runs one thread at a time anyway: on SQLite, whose writes queue on one
 # lock too, 20 threads runnable at once cost ~15 % more CPU per webhook and p99 61-65 ms against 44-49 ms
-# with one slot (bench/README.md). A thread waiting on a provider's API lends its slot meanwhile, and the
+# with one slot (bench/HISTORY.md). A thread waiting on a provider's API lends its slot meanwhile, and the
 # pool lends another whenever its running calls make no progress for 0.2 s (a locked database), so slow
 # or stuck calls never hold the others up for long. On PostgreSQL, whose queries wait on the network,
 # slots cost throughput and save no CPU: no limit by default. 0: no limit.
@@ -197,15 +197,15 @@ LONG_POLLS_PER_AGENT: int = env.int("LONG_POLLS_PER_AGENT", 4, minimum=1, maximu
 LONG_POLLS_PER_ORG: int = env.int("LONG_POLLS_PER_ORG", 16, minimum=1, maximum=1024)
 # Net container allocations between two collections of the garbage collector's youngest generation, in
 # a server started by uvicorn (orchestrator/heap.py). Python's 700 collected every ~8 MCP calls, at about
-# a fifth of the server's CPU per call; larger pauses the server longer each time (bench/README.md).
+# a fifth of the server's CPU per call; larger pauses the server longer each time (bench/HISTORY.md).
 GC_YOUNG_THRESHOLD: int = env.int("GC_YOUNG_THRESHOLD", 5_000, minimum=100, maximum=1_000_000)
 # In a server started by uvicorn, keep the process's threads on one CPU, moved when another is clearly less
 # busy (orchestrator/cpu_placement.py): the loop's and the workers' threads hand every request over, and on
 # two CPUs that cost 20-30 % more CPU per webhook (docs/decisions/010-one-cpu.md).
 SERVER_ONE_CPU: bool = env.bool("SERVER_ONE_CPU", True)
 # The MCP SDK's OpenTelemetry span around every MCP message (its default middleware). Without an exporter
-# configured it records nothing, yet costs about 2 % of a tool call's CPU (bench/README.md, "Issue 15").
-MCP_OTEL_SPANS: bool = env.bool("MCP_OTEL_SPANS", True)
+# it records nothing, yet costs about 2 % of a tool call's CPU: on when the OTEL_* variables name one.
+MCP_OTEL_SPANS: bool = env.bool("MCP_OTEL_SPANS", otel_traces_exported(env))
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 300, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from orchestrator.env import Env, database_from_url, ensure_generated_secrets, parse_env_file, redis_channel_layer
+from orchestrator.env import (
+    Env,
+    database_from_url,
+    ensure_generated_secrets,
+    otel_traces_exported,
+    parse_env_file,
+    redis_channel_layer,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -293,3 +300,21 @@ def test_it_starts_with_good_values(tmp_path: Path) -> None:
     result = _import_settings(tmp_path, PORT="3111")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "3111"
+
+
+@pytest.mark.parametrize(
+    ("values", "exported"),
+    [
+        ({}, False),
+        ({"OTEL_TRACES_EXPORTER": "none"}, False),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, False),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_TRACES_EXPORTER": "console"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+    ],
+)
+def test_it_turns_mcp_spans_on_only_where_an_opentelemetry_exporter_is_configured(
+    values: dict[str, str], exported: bool
+) -> None:
+    assert otel_traces_exported(env_of(**values)) is exported
