@@ -207,7 +207,8 @@ SERVER_ONE_CPU: bool = env.bool("SERVER_ONE_CPU", True)
 # it records nothing, yet costs about 2 % of a tool call's CPU: on when the OTEL_* variables name one.
 MCP_OTEL_SPANS: bool = env.bool("MCP_OTEL_SPANS", otel_traces_exported(env))
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 300, minimum=0)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Off: orchestrator.workers.check_idle_connections tests only connections idle for over a second.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.optional("REDIS_URL")

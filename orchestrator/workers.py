@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core import signals
 from django.db import close_old_connections, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 T = TypeVar("T")
 
@@ -491,7 +492,7 @@ def with_connections(function: Callable[..., T], *args: Any, **kwargs: Any) -> T
     # What request_started/request_finished do for a Django request: drop a connection that broke
     # or outlived CONN_MAX_AGE, keep a healthy one.
     close_old_connections()
-    skip_health_check_of_recent_connections()
+    check_idle_connections()
     try:
         return function(*args, **kwargs)
     finally:
@@ -499,26 +500,31 @@ def with_connections(function: Callable[..., T], *args: Any, **kwargs: Any) -> T
         _thread_state.connections_checked_at = time.monotonic()
 
 
-# CONN_HEALTH_CHECKS makes Django test a kept connection (PostgreSQL: a `SELECT 1` round trip) before
-# the first query of every request: on a busy server that was an eighth of the server's CPU per webhook.
-# A connection this thread used without error within the last second is taken as alive; one idle for
-# longer (where a database restart or an idle timeout would show) is still checked. A connection that
-# errored is always re-checked (errors_occurred), as Django does.
+# Django's CONN_HEALTH_CHECKS tests a kept connection (PostgreSQL: a `SELECT 1` round trip) before the first
+# query of every request: on a busy server that was an eighth of the server's CPU per webhook. It is off
+# (settings.py), and this does the same for connections that sat idle: a connection this thread used within
+# the last second is taken as alive; one idle for longer (where a database restart or an idle timeout would
+# show) is tested, and closed if it fails, so that the request opens a new one. A connection that errored
+# is already closed by close_old_connections when it is no longer usable.
 RECENT_USE_SECONDS = 1.0
 
 
-def skip_health_check_of_recent_connections(**_signal_kwargs: Any) -> None:
+def connection_alive(connection: BaseDatabaseWrapper) -> bool:
+    return bool(connection.is_usable())
+
+
+def check_idle_connections(**_signal_kwargs: Any) -> None:
     checked_at = getattr(_thread_state, "connections_checked_at", None)
-    if checked_at is None or time.monotonic() - checked_at > RECENT_USE_SECONDS:
+    if checked_at is not None and time.monotonic() - checked_at <= RECENT_USE_SECONDS:
         return
     for connection in connections.all(initialized_only=True):
-        if connection.connection is not None and not connection.errors_occurred:
-            connection.health_check_done = True  # type: ignore[attr-defined]  # not in django-stubs
+        if connection.connection is not None and not connection.in_atomic_block and not connection_alive(connection):
+            connection.close()
 
 
-# Django's request_started receiver (close_old_connections, connected at import) resets the check
-# flag; this one runs after it, for requests served by orchestrator.http_handler on a worker thread.
-signals.request_started.connect(skip_health_check_of_recent_connections)
+# Runs after Django's own request_started receiver (close_old_connections, connected at import), for every
+# Django request: those orchestrator.http_handler serves on a worker thread and any other.
+signals.request_started.connect(check_idle_connections)
 
 
 def reset_worker_threads() -> None:

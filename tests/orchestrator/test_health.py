@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -85,9 +86,14 @@ def test_it_is_not_ready_when_the_channel_layer_is_down(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_it_really_queries_the_database_for_readiness() -> None:
+    from django.db import connection
+
     from orchestrator.health import database_check
 
-    with mock.patch("orchestrator.health.connection.cursor", side_effect=RuntimeError("database is gone")):
+    def gone(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        raise RuntimeError("database is gone")
+
+    with connection.execute_wrapper(gone):  # Django's documented hook around every query
         assert database_check() == "error"
     assert database_check() == "ok"
 

@@ -37,14 +37,15 @@ def _in_a_new_thread(function: Any) -> None:
 
 
 def test_it_tests_a_kept_connection_only_after_it_sat_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(connection.settings_dict, "CONN_HEALTH_CHECKS", True)
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 300)
     monkeypatch.setattr(workers, "RECENT_USE_SECONDS", 0.2)
     checks: list[float] = []
 
-    def counting_is_usable(self: BaseDatabaseWrapper) -> bool:
+    def counting_alive(tested: BaseDatabaseWrapper) -> bool:
         checks.append(time.monotonic())
         return True
+
+    monkeypatch.setattr(workers, "connection_alive", counting_alive)
 
     def query() -> None:
         from django.db import connection as thread_connection
@@ -53,9 +54,6 @@ def test_it_tests_a_kept_connection_only_after_it_sat_idle(monkeypatch: pytest.M
             cursor.execute("SELECT 1")
 
     def scenario() -> None:
-        from django.db import connections
-
-        monkeypatch.setattr(type(connections["default"]), "is_usable", counting_is_usable)
         workers.with_connections(query)  # connects: nothing to test yet
         workers.with_connections(query)  # used a moment ago: taken as alive
         assert checks == []
@@ -65,6 +63,31 @@ def test_it_tests_a_kept_connection_only_after_it_sat_idle(monkeypatch: pytest.M
 
     _in_a_new_thread(scenario)
 
+
+def test_it_replaces_an_idle_connection_that_fails_its_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip("Django never closes an in-memory SQLite connection (it would drop the database)")
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 300)
+    monkeypatch.setattr(workers, "RECENT_USE_SECONDS", 0.0)
+    alive = [True]
+    monkeypatch.setattr(workers, "connection_alive", lambda tested: alive[0])
+
+    def driver_connection() -> object:
+        from django.db import connection as thread_connection
+
+        with thread_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return thread_connection.connection
+
+    def scenario() -> None:
+        first = workers.with_connections(driver_connection)
+        time.sleep(0.01)
+        assert workers.with_connections(driver_connection) is first  # alive: kept
+        alive[0] = False  # as after a database restart
+        time.sleep(0.01)
+        assert workers.with_connections(driver_connection) is not first  # closed, and a new one opened
+
+    _in_a_new_thread(scenario)
 
 
 MARKER: contextvars.ContextVar[str] = contextvars.ContextVar("marker")
