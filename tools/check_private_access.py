@@ -9,7 +9,9 @@ reports:
    and `super()._name(…)`: an override of a base class's private method;
 2. imports of private modules or names from a library (`from mcp.server._otel import …`);
 3. monkeypatches: assigning to an attribute of an imported library module or object, or handing one
-   to `setattr` / pytest's `monkeypatch.setattr` / `monkeypatch.delattr`.
+   (or anything derived from one, such as `type(connections["default"])`, or a library module reached
+   through one of ours, such as `authentication.time`) to `setattr` / `delattr` / pytest's
+   `monkeypatch.setattr` / `mock.patch.object`; and `mock.patch("our.module.library_object.attr")`.
 
 Exceptions live in tools/private_access_allowlist.txt, one per line with the reason: an attribute name
 (`_meta`), or the pattern of a documented configuration assignment (`resend.api_*`). Keep it short.
@@ -102,8 +104,55 @@ def _is_super_call(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
 
 
-def check(path: Path, tree: ast.Module, own: set[str], allowed: set[str]) -> Iterator[Finding]:
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _first_party_modules(tree: ast.Module) -> dict[str, str]:
+    """Names a module binds to our own modules: `from agents import authentication` → agents.authentication."""
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and _is_first_party(node.module):
+            for alias in node.names:
+                bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if _is_first_party(alias.name) and alias.asname:
+                    bound[alias.asname] = alias.name
+    return bound
+
+
+def _reaches_library(node: ast.AST, library: set[str], ours: dict[str, str], modules: dict[str, ast.Module]) -> bool:
+    """Whether an expression names a library object: a library import anywhere in it, or an attribute of
+    one of our modules that the module imported from a library (`authentication.time`)."""
+    for inner in ast.walk(node):
+        if isinstance(inner, ast.Name) and inner.id in library:
+            return True
+        if isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name) and inner.value.id in ours:
+            module = modules.get(ours[inner.value.id])
+            if module is not None and inner.attr in _library_names(module):
+                return True
+    return False
+
+
+def _patch_target_is_library(target: str, modules: dict[str, ast.Module]) -> bool:
+    """`mock.patch("pkg.module.name.attr")`: true when `name` is a library object the module imported and
+    the patch replaces one of its attributes (replacing `pkg.module.name` itself only rebinds our global)."""
+    parts = target.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module = modules.get(".".join(parts[:split]))
+        if module is not None:
+            rest = parts[split:]
+            return len(rest) > 1 and rest[0] in _library_names(module)
+    return False
+
+
+def check(path: Path, tree: ast.Module, own: set[str], allowed: set[str],
+          modules: dict[str, ast.Module] | None = None) -> Iterator[Finding]:
+    modules = modules or {}
     library = _library_names(tree)
+    ours = _first_party_modules(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             module = node.module if isinstance(node, ast.ImportFrom) else None
@@ -136,8 +185,13 @@ def check(path: Path, tree: ast.Module, own: set[str], allowed: set[str]) -> Ite
         elif isinstance(node, ast.Call) and node.args:
             function = node.func
             name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
-            if name in ("setattr", "delattr") and _root(node.args[0]) in library:
-                yield Finding(path, node.lineno, f"monkeypatches {_root(node.args[0])} ({name})")
+            dotted_call = ast.unparse(function)
+            if (name in ("setattr", "delattr") or dotted_call.endswith("patch.object")) \
+                    and _reaches_library(node.args[0], library, ours, modules):
+                yield Finding(path, node.lineno, f"monkeypatches {ast.unparse(node.args[0])} ({name})")
+            elif dotted_call.endswith("patch") and isinstance(node.args[0], ast.Constant) \
+                    and isinstance(node.args[0].value, str) and _patch_target_is_library(node.args[0].value, modules):
+                yield Finding(path, node.lineno, f"monkeypatches {node.args[0].value} (mock.patch)")
 
 
 def load_allowlist() -> set[str]:
@@ -153,11 +207,12 @@ def main(argv: list[str]) -> int:
     paths = [Path(arg).resolve() for arg in argv] or [ROOT / name for name in SCANNED]
     everything = {path: ast.parse(path.read_text(), str(path)) for path in python_files(ROOT / n for n in SCANNED)}
     own = own_names(everything.values())
+    modules = {_module_name(path): tree for path, tree in everything.items()}
     allowed = load_allowlist()
     findings = [
         finding
         for path in python_files(paths)
-        for finding in check(path, everything.get(path) or ast.parse(path.read_text(), str(path)), own, allowed)
+        for finding in check(path, everything.get(path) or ast.parse(path.read_text(), str(path)), own, allowed, modules)
     ]
     for finding in findings:
         print(finding)
