@@ -189,7 +189,7 @@ def check(path: Path, tree: ast.Module, own: set[str], allowed: set[str],
             if (name in ("setattr", "delattr") or dotted_call.endswith("patch.object")) \
                     and _reaches_library(node.args[0], library, ours, modules):
                 yield Finding(path, node.lineno, f"monkeypatches {ast.unparse(node.args[0])} ({name})")
-            elif dotted_call.endswith("patch") and isinstance(node.args[0], ast.Constant) \
+            elif (dotted_call == "patch" or dotted_call.endswith(".patch")) and isinstance(node.args[0], ast.Constant) \
                     and isinstance(node.args[0].value, str) and _patch_target_is_library(node.args[0].value, modules):
                 yield Finding(path, node.lineno, f"monkeypatches {node.args[0].value} (mock.patch)")
 
