@@ -293,3 +293,22 @@ def test_an_agent_deactivated_since_is_not_posted(make_agent, receivers):
     Agent.objects.filter(pk=agent.pk).update(status="suspended")
     assert asyncio.run(callbacks.callback_attempt(message.pk)) is None
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize("secret", ["whsec_short", "s" * 64, "a longer secret than SHA-256's 64-byte block " * 3, "sécret"])
+def test_the_signature_is_hmac_sha256_of_timestamp_dot_body_with_the_agents_secret(secret):
+    body = b'{"id":"msg_1","body":"Hi"}'
+    for timestamp in (1_700_000_000, 1_700_000_001):  # a signer kept per secret starts afresh each time
+        signature = callbacks.callback_signature(secret=secret, timestamp=timestamp, body=body)
+        expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        assert signature == f"t={timestamp},v1={expected}"
+
+
+def test_it_keeps_a_bounded_number_of_keyed_signers():
+    for index in range(callbacks.KEYED_MACS_KEPT + 50):
+        callbacks.callback_signature(secret=f"secret-{index}", timestamp=1, body=b"{}")
+    assert len(callbacks._keyed_macs) == callbacks.KEYED_MACS_KEPT
+    last = f"secret-{callbacks.KEYED_MACS_KEPT + 49}"
+    assert callbacks.callback_signature(secret=last, timestamp=2, body=b"{}") == (
+        "t=2,v1=" + hmac.new(last.encode(), b"2.{}", hashlib.sha256).hexdigest()
+    )
