@@ -67,7 +67,7 @@ SWEEP_BATCH = 100
 # Per secret, an HMAC already keyed with it. A copy of it signs a callback (hmac.HMAC.copy, "to efficiently
 # compute the digests of strings that share a common initial substring"): the one-shot hmac.digest has
 # OpenSSL set a MAC up from its name on every call, which on the event loop, between requests, cost
-# 43-51 µs of CPU a callback against 17-22 µs for the copy (bench/HISTORY.md, "Signing a callback").
+# 43-51 µs of CPU a callback against 21-22 µs for the copy (bench/HISTORY.md, "Signing a callback").
 _keyed_macs: OrderedDict[str, hmac.HMAC] = OrderedDict()
 KEYED_MACS_KEPT = 1024
 
