@@ -307,7 +307,7 @@ def test_the_signature_is_hmac_sha256_of_timestamp_dot_body_with_the_agents_secr
 def test_it_keeps_a_bounded_number_of_keyed_signers():
     for index in range(callbacks.KEYED_MACS_KEPT + 50):
         callbacks.callback_signature(secret=f"secret-{index}", timestamp=1, body=b"{}")
-    assert len(callbacks._keyed_macs) == callbacks.KEYED_MACS_KEPT
+    assert callbacks._keyed_mac.cache_info().currsize == callbacks.KEYED_MACS_KEPT
     last = f"secret-{callbacks.KEYED_MACS_KEPT + 49}"
     assert callbacks.callback_signature(secret=last, timestamp=2, body=b"{}") == (
         "t=2,v1=" + hmac.new(last.encode(), b"2.{}", hashlib.sha256).hexdigest()
