@@ -281,7 +281,8 @@ def _usage_totals(scope: Scope, today: datetime, month: datetime) -> dict[str, A
         "messagesToday": messages["today"],
         "totalCalls": calls["total"],
         "callsToday": calls["today"],
-        "callMinutes": round((calls["seconds"] or 0) / 60, 1),
+        # Two decimals, so that a short call does not read as none (2 s is 0.03, not 0.0).
+        "callMinutes": round((calls["seconds"] or 0) / 60, 2),
         "todayActions": usage["today_actions"],
         "monthActions": usage["month_actions"],
         "totalCost": money(usage["total_cost"]),

@@ -84,6 +84,14 @@ def test_an_org_token_sees_only_its_own_organization(activity: dict[str, Tenant]
     assert "30003" not in str(body) and "Unreachable" not in str(body)
 
 
+def test_a_call_of_a_few_seconds_counts_in_call_minutes(activity: dict[str, Tenant]) -> None:
+    a = activity["a"]
+    Call.objects.create(agent=a.agent, organization=a.org, direction="outbound", from_address="+14155550101",
+                        to_address="+14155550124", duration_seconds=2)
+
+    assert dashboard(a.token)["usage"]["callMinutes"] == 1.53  # 92 s
+
+
 def test_the_super_admin_sees_every_organization(activity: dict[str, Tenant], orchestrator_token: str) -> None:
     body = dashboard(orchestrator_token)
     assert [agent["agentId"] for agent in body["agents"]] == ["agent-a", "agent-b"]
