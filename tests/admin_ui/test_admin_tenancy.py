@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Group, User
 from django.db import models
 from django.forms import ModelChoiceField
@@ -81,7 +82,8 @@ def pairs(tenants: dict[str, Tenant]) -> dict[type[models.Model], Pair]:
 
 
 def url(model: type[models.Model], view: str, *args: Any) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+    # Quoted as the admin's own links are: unquoted, an id such as msg_24… reads as msg$… (`_24` is `$`).
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=[quote(arg) for arg in args])
 
 
 def listed(response: Any) -> set[Any]:

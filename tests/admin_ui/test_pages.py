@@ -231,6 +231,19 @@ def test_a_superuser_provisions_an_agent_and_sees_its_token_once_with_the_mcp_sn
     assert token not in admin_client.get(f"/admin/agents/agent/{agent.pk}/change/").content.decode()
 
 
+def test_the_provisioned_page_links_the_agent_even_when_its_id_looks_quoted(admin_client, settings, default_org):
+    # The admin unquotes ids in its URLs ("_24" is "$"): an agent id with an underscore needs quoting in the link.
+    settings.DEMO_MODE = True
+    page = admin_client.post("/admin/provision", {
+        "display_name": "Desk 24", "agent_id": "desk_24", "capabilities": ["sms"], "country": "US",
+    }).content.decode()
+    link = re.search(r'<a href="([^"]+)">Desk 24 \(desk_24\)</a>', page).group(1)
+
+    change_page = admin_client.get(link)
+    assert change_page.status_code == 200
+    assert change_page.context["original"].pk == "desk_24"
+
+
 def test_a_superuser_may_provision_into_any_organization(admin_client, settings, make_org, default_org):
     settings.DEMO_MODE = True
     make_org("Globex", "globex")
